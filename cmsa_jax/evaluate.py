@@ -1,0 +1,112 @@
+"""Evaluation at the original resolution: overall/mean IoU and prec@X, with and
+without DenseCRF, and trivial baselines where every object of a scene is known."""
+
+import json
+import os
+
+from absl import logging
+from flax import nnx
+import jax
+import numpy as np
+
+from cmsa_jax import crf
+from cmsa_jax import experiment
+from cmsa_jax import input_pipeline
+from cmsa_jax import metrics as metrics_lib
+from cmsa_jax import writers
+
+BASELINES = ('all_objects', 'largest_object')
+
+
+@nnx.jit
+def predict_probabilities(model, image, tokens, token_mask):
+  """Foreground probabilities (B, H, W) at the model's input size."""
+  return jax.nn.sigmoid(model(image, tokens, token_mask)['logits'])
+
+
+def _score_example(batch, j, prob, scores, use_crf):
+  """Scores example j of a batch given its probability map at input size."""
+  prob = input_pipeline.unpad_and_resize(prob, batch['resize_info'][j])
+  target = batch['orig_mask'][j]
+  scores['model'].update(prob >= 0.5, target)
+  if use_crf:
+    scores['crf'].update(crf.dense_crf(batch['orig_image'][j], prob), target)
+  for name in BASELINES:
+    key = 'baseline_' + name
+    if key in batch:
+      scores[key].update(batch[key][j], target)
+
+
+def evaluate_model(model, config, vocab, workdir, *, step):
+  """Scores `model` on config.eval_split; writes WORKDIR/eval/metrics.{json,md}."""
+  source = experiment.load_source(config, config.eval_split)
+  with_baselines = experiment.has_all_objects(config)
+  eval_iter = input_pipeline.create_eval_iterator(
+      source, vocab, batch_size=config.eval_batch_size, image_size=config.image_size,
+      max_words=config.max_words, with_baselines=with_baselines)
+  total = len(eval_iter) if config.num_eval_examples < 0 else config.num_eval_examples
+  scores = {name: metrics_lib.IoUAccumulator() for name in
+            ['model', 'crf'] + [f'baseline_{b}' for b in BASELINES]}
+  progress = writers.Progress('eval', total, unit='examples')
+  done = 0
+  for batch in eval_iter:
+    probs = np.asarray(predict_probabilities(
+        model, batch['image'], batch['tokens'], batch['token_mask']))
+    for j in np.flatnonzero(batch['valid'])[:total - done]:
+      _score_example(batch, j, probs[j], scores, config.crf)
+      done += 1
+    progress.update(done)
+    if done >= total:
+      break
+  progress.update(done, force=True)
+
+  results = scores['model'].result()
+  if config.crf:
+    results.update(scores['crf'].result(prefix='crf_'))
+  if with_baselines:
+    for name in BASELINES:
+      key = f'baseline_{name}'
+      results[f'{key}_overall_iou'] = scores[key].result()['overall_iou']
+  results['step'] = step
+  _write(results, scores, config, workdir)
+  return results
+
+
+def _write(results, scores, config, workdir):
+  if jax.process_index() != 0:
+    return
+  out = os.path.join(workdir, 'eval')
+  os.makedirs(out, exist_ok=True)
+  with open(os.path.join(out, 'metrics.json'), 'w') as f:
+    json.dump(results, f, indent=2, sort_keys=True)
+  rows = {'CMSA': scores['model'].result()}
+  if config.crf:
+    rows['CMSA + DenseCRF'] = scores['crf'].result()
+  for name in BASELINES:
+    if scores[f'baseline_{name}'].ious:
+      rows[f'baseline: {name.replace("_", " ")}'] = scores[f'baseline_{name}'].result()
+  title = (f'{config.dataset} {config.eval_split}, step {results["step"]}, '
+           f'{results["num_examples"]} expressions (%)\n\n')
+  with open(os.path.join(out, 'metrics.md'), 'w') as f:
+    f.write(title + metrics_lib.markdown_table(rows))
+  logging.info('Evaluation:\n%s', title + metrics_lib.markdown_table(rows))
+
+
+ARCHITECTURE_KEYS = ('model', 'dtype', 'image_size', 'max_words')
+
+
+def evaluate(config, workdir, *, step=None):
+  """Restores a checkpoint (latest or `step`) and evaluates it.
+
+  The model, its input size and the vocabulary always come from the checkpoint;
+  the evaluation settings (data_dir, eval_split, crf, batch size) from `config`
+  when given, else from the checkpoint too.
+  """
+  model, saved, vocab, step = experiment.restore_model(workdir, step)
+  if config is None:
+    config = saved
+  else:
+    config = config.copy_and_resolve_references()
+    for key in ARCHITECTURE_KEYS:
+      config[key] = saved[key]
+  return evaluate_model(model, config, vocab, workdir, step=step)

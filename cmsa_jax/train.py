@@ -1,0 +1,123 @@
+"""Training: a jitted train step data-parallel over every device, orbax checkpoints."""
+
+import functools
+import os
+
+from absl import logging
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+
+from cmsa_jax import evaluate
+from cmsa_jax import experiment
+from cmsa_jax import input_pipeline
+from cmsa_jax import model as model_lib
+from cmsa_jax import writers
+
+MODEL_INPUTS = ('image', 'tokens', 'token_mask')
+
+
+def train_step(state, batch, *, graphdef, tx):
+  """One Adam step on the Eq.8 loss; returns the new state and batch metrics."""
+
+  def loss_fn(params):
+    model = experiment.merge_model(graphdef, state.replace(params=params))
+    logits = model(*(batch[k] for k in MODEL_INPUTS))['logits']
+    return model_lib.bce_loss(logits, batch['mask']), logits
+
+  (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  updates, opt_state = tx.update(grads, state.opt_state, state.params)
+  params = optax.apply_updates(state.params, updates)
+  pred, target = logits > 0, batch['mask'] > 0.5
+  metrics = {
+      'loss': loss,
+      'train_overall_iou': jnp.sum(pred & target) / jnp.maximum(jnp.sum(pred | target), 1),
+      'grad_norm': optax.global_norm(grads),
+  }
+  return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def make_mesh():
+  return jax.make_mesh((jax.device_count(),), ('data',),
+                       axis_types=(jax.sharding.AxisType.Auto,))
+
+
+def shardings(mesh):
+  """(replicated, batch-split-on-'data') NamedShardings."""
+  return (jax.NamedSharding(mesh, jax.P()), jax.NamedSharding(mesh, jax.P('data')))
+
+
+def global_batch(local_batch, data_sharding):
+  """Assembles each host's slice of the batch into one global array per key."""
+  return {k: jax.make_array_from_process_local_data(data_sharding, np.asarray(v))
+          for k, v in local_batch.items()}
+
+
+def check_batch_size(batch_size, name='batch_size'):
+  if batch_size < 1 or batch_size % jax.device_count():
+    raise ValueError(
+        f'config.{name}={batch_size} must be a positive multiple of the device count '
+        f'({jax.device_count()}): the global batch is split evenly across devices. '
+        f'Set --config.{name}={max(jax.device_count(), batch_size // jax.device_count() * jax.device_count())}.')
+  return batch_size // jax.process_count()
+
+
+def train_and_evaluate(config, workdir):
+  """Trains (resuming from the latest checkpoint), then evaluates on config.eval_split."""
+  local_batch = check_batch_size(config.batch_size)
+  vocab = experiment.build_vocabulary(config, workdir)
+  graphdef, state, tx = experiment.create_train_state(config, len(vocab))
+  mesh = make_mesh()
+  replicated, data_sharding = shardings(mesh)
+
+  train_iter = input_pipeline.create_train_iterator(
+      experiment.load_source(config, config.train_split), vocab,
+      batch_size=local_batch, image_size=config.image_size, max_words=config.max_words,
+      seed=config.seed, num_workers=config.num_workers,
+      shard_index=jax.process_index(), shard_count=jax.process_count())
+
+  mngr = experiment.checkpoint_manager(config, workdir)
+  if mngr.latest_step() is not None:
+    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+    import grain  # pylint: disable=g-import-not-at-top
+    restored = mngr.restore(mngr.latest_step(), args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract),
+        data_iter=grain.checkpoint.CheckpointRestore(train_iter)))
+    state = restored.state
+    logging.info('Resumed from step %d in %s.', int(state.step), workdir)
+  state = jax.device_put(state, replicated)
+  step_fn = jax.jit(functools.partial(train_step, graphdef=graphdef, tx=tx),
+                    in_shardings=(replicated, data_sharding),
+                    out_shardings=(replicated, replicated), donate_argnums=(0,))
+
+  writer = writers.create_default_writer(workdir, just_logging=jax.process_index() > 0)
+  first = int(state.step)
+  if first == 0:
+    writer.write_hparams(dict(config.to_dict(), num_devices=jax.device_count()))
+  progress = writers.Progress('train', config.num_train_steps, first=first)
+  schedule = experiment.learning_rate_schedule(config)
+  history = []
+  for step in range(first + 1, config.num_train_steps + 1):
+    batch = global_batch({k: v for k, v in next(train_iter).items()
+                          if k in MODEL_INPUTS + ('mask',)}, data_sharding)
+    state, metrics = step_fn(state, batch)
+    history.append(metrics)
+    if step % config.log_every_steps == 0 or step == config.num_train_steps:
+      summary = {k: float(np.mean([m[k] for m in history])) for k in history[0]}
+      summary.update(learning_rate=float(schedule(step - 1)), steps_per_second=progress.rate)
+      writer.write_scalars(step, summary)
+      history = []
+    progress.update(step)
+    if mngr.should_save(step) or step == config.num_train_steps:
+      mngr.save(step, args=experiment.checkpoint_items(state, config, vocab, train_iter),
+                force=True)
+  mngr.wait_until_finished()
+  mngr.close()
+
+  model = experiment.merge_model(graphdef, jax.device_get(state))
+  metrics = evaluate.evaluate_model(model, config, vocab, workdir, step=int(state.step))
+  writer.write_scalars(int(state.step), {f'eval/{k}': v for k, v in metrics.items()})
+  writer.close()
+  return metrics

@@ -1,0 +1,116 @@
+"""Metric writers (console + TensorBoard) and progress reports.
+
+clu 0.0.12's `metric_writers` and `periodic_actions` import TensorFlow when the
+package is imported, and TensorFlow is not a dependency here. These classes
+keep clu's MetricWriter method names (write_scalars, write_images,
+write_hparams, flush, close) so swapping in clu's writers is a one-line change
+where TensorFlow is installed; TensorBoard files are written by tensorboardX.
+"""
+
+import time
+
+from absl import logging
+import numpy as np
+
+
+class LoggingWriter:
+  """Writes scalars to the absl log (the console)."""
+
+  def __init__(self, prefix=''):
+    self._prefix = prefix
+
+  def write_scalars(self, step, scalars):
+    text = ', '.join(f'{k}={float(v):.6g}' for k, v in sorted(scalars.items()))
+    logging.info('%s[%d] %s', self._prefix, step, text)
+
+  def write_images(self, step, images):
+    logging.info('%s[%d] images: %s', self._prefix, step, ', '.join(sorted(images)))
+
+  def write_hparams(self, hparams):
+    logging.info('%shparams: %s', self._prefix, hparams)
+
+  def flush(self):
+    pass
+
+  def close(self):
+    pass
+
+
+class TensorBoardWriter:
+  """Writes TensorBoard event files with tensorboardX."""
+
+  def __init__(self, logdir):
+    from tensorboardX import SummaryWriter  # pylint: disable=g-import-not-at-top
+    self._writer = SummaryWriter(logdir)
+
+  def write_scalars(self, step, scalars):
+    for k, v in scalars.items():
+      self._writer.add_scalar(k, float(v), step)
+
+  def write_images(self, step, images):
+    for k, v in images.items():
+      self._writer.add_image(k, np.asarray(v), step, dataformats='HWC')
+
+  def write_hparams(self, hparams):
+    self._writer.add_text('hparams', '\n'.join(f'{k}: {v}' for k, v in sorted(hparams.items())))
+
+  def flush(self):
+    self._writer.flush()
+
+  def close(self):
+    self._writer.close()
+
+
+class MultiWriter:
+  """Forwards every call to several writers."""
+
+  def __init__(self, writers):
+    self._writers = list(writers)
+
+  def __getattr__(self, name):
+    def call(*args, **kwargs):
+      for w in self._writers:
+        getattr(w, name)(*args, **kwargs)
+    return call
+
+
+def create_default_writer(logdir, *, just_logging=False):
+  """Console writer, plus TensorBoard in `logdir` unless `just_logging` (non-lead hosts)."""
+  if just_logging:
+    return LoggingWriter()
+  return MultiWriter([LoggingWriter(), TensorBoardWriter(logdir)])
+
+
+class Progress:
+  """Periodic report of rate and ETA for a loop of known length."""
+
+  def __init__(self, name, total, *, every_seconds=10.0, unit='steps', first=0):
+    self.name, self.total, self.unit = name, total, unit
+    self._every = every_seconds
+    self._start = self._last = time.monotonic()
+    self._first = first
+    self.count = first
+
+  def update(self, count=None, force=False):
+    """Advances to `count` (or by one); logs a line at most every `every_seconds`."""
+    self.count = self.count + 1 if count is None else count
+    now = time.monotonic()
+    if not force and now - self._last < self._every and self.count < self.total:
+      return
+    self._last = now
+    rate = (self.count - self._first) / max(now - self._start, 1e-9)
+    eta = (self.total - self.count) / rate if rate > 0 else float('inf')
+    logging.info('%s: %d/%d %s, %.2f %s/s, ETA %s', self.name, self.count, self.total,
+                 self.unit, rate, self.unit, _format_seconds(eta))
+
+  @property
+  def rate(self):
+    return (self.count - self._first) / max(time.monotonic() - self._start, 1e-9)
+
+
+def _format_seconds(seconds):
+  if not np.isfinite(seconds):
+    return '?'
+  m, s = divmod(int(seconds), 60)
+  h, m = divmod(m, 60)
+  return f'{h:d}:{m:02d}:{s:02d}'

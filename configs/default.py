@@ -1,0 +1,63 @@
+"""The paper's settings (Ye et al., TPAMI), shared by the dataset configs.
+
+Each config file defines one `get_config()`; dataset configs start from this
+one and change the dataset fields.
+"""
+
+import ml_collections
+
+
+def get_config():
+  config = ml_collections.ConfigDict()
+
+  # Data: a TFDS dataset built with `python -m cmsa_jax.tools.build_dataset`.
+  config.dataset = 'ref_coco_seg/refcoco_unc'
+  config.data_dir = None  # TFDS data_dir; None means TFDS's default (~/tensorflow_datasets).
+  config.train_split = 'train'
+  config.eval_split = 'val'
+  config.image_size = 320
+  config.max_words = 20
+  config.num_workers = 2  # grain worker processes per host.
+  # Synthetic data only (used when config.dataset == 'synthetic_ref'): sizes of
+  # the on-the-fly splits when the TFDS dataset is not built.
+  config.synthetic = ml_collections.ConfigDict(
+      {'seed': 0, 'num_train': 0, 'num_eval': 0, 'image_size': 64})
+
+  # Model (Sec. 3; Eq.1-7).
+  config.model = ml_collections.ConfigDict()
+  config.model.backbone_blocks = (3, 4, 23, 3)  # ResNet-101.
+  config.model.backbone_width = 64
+  config.model.embed_dim = 1000  # C_l.
+  config.model.attn_dim = 512
+  config.model.fusion_dim = 500
+  config.model.cmsa_impl = 'factorized'  # or 'dense' (reference; (N·HW)^2 memory).
+  config.model.pooling = 'attention'  # Table 1: 'attention' | 'max' | 'avg'.
+  config.model.word_weight = 'mean'  # Eq.4/11: 'mean' | 'sum' (literal); see README.
+  config.model.attention = 'full'  # Table 2: 'none' | 'word' | 'pixel' | 'word_pixel' | 'full'.
+  config.model.fusion = 'gated'  # Table 2: 'res5' | 'sum' | 'self_gated' | 'gated'.
+  config.backbone_init = ''  # .npz from `python -m cmsa_jax.tools.import_weights`.
+  # The official code trains only the layers after the (DeepLab-initialised) backbone.
+  config.freeze_backbone = True
+  config.dtype = 'float32'  # or 'bfloat16' (compute; parameters stay float32).
+
+  # Optimization (Sec. 4.2): Adam, coupled L2 weight decay, poly decay power 0.9;
+  # batch size, step count and final learning rate as in the official code.
+  config.batch_size = 1  # Global, split over all devices.
+  config.learning_rate = 2.5e-4
+  config.end_learning_rate = 1e-5
+  config.weight_decay = 5e-4
+  config.lr_power = 0.9
+  config.num_train_steps = 800_000
+  config.seed = 0
+
+  # Loops.
+  config.log_every_steps = 100
+  config.checkpoint_every_steps = 5000
+  config.keep_checkpoints = 3
+  config.eval_batch_size = 8  # Global, like batch_size.
+  config.num_eval_examples = -1  # -1: the whole split.
+  config.crf = True  # Also score with DenseCRF post-processing.
+
+  # Multi-host: call jax.distributed.initialize() (arguments from the environment).
+  config.distributed = False
+  return config

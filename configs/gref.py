@@ -1,0 +1,11 @@
+"""G-Ref (RefCOCOg, Google split, as in the paper) with the paper's settings."""
+
+from configs import default
+
+
+def get_config():
+  config = default.get_config()
+  config.dataset = 'ref_coco_seg/refcocog_google'
+  config.train_split = 'train'
+  config.eval_split = 'val'
+  return config

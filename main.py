@@ -1,0 +1,40 @@
+"""Trains, evaluates or runs a CMSA referring-segmentation model.
+
+  python main.py --config=configs/demo.py --workdir=runs/demo
+  python main.py --config=configs/demo.py --workdir=runs/demo --mode=eval
+  python main.py --workdir=runs/demo --mode=predict --image=photo.jpg \
+      --expression="the small green triangle" --output=runs/demo/predict
+"""
+
+import sys
+
+from absl import app
+from absl import flags
+from absl import logging
+from ml_collections import config_flags
+
+from cmsa_jax import launch
+
+FLAGS = flags.FLAGS
+config_flags.DEFINE_config_file('config', None, 'A configs/*.py file.', lock_config=True)
+flags.DEFINE_string('workdir', None, 'Checkpoints, logs and results.', required=True)
+flags.DEFINE_enum('mode', 'train', launch.MODES, 'train (then eval), eval, or predict.')
+flags.DEFINE_integer('step', None, 'Checkpoint step for eval/predict (default: latest).')
+flags.DEFINE_string('image', None, 'predict: an image file in any format Pillow reads.')
+flags.DEFINE_string('expression', None, 'predict: the referring expression.')
+flags.DEFINE_string('output', None, 'predict: directory for the pictures.')
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f'unexpected arguments: {argv[1:]}')
+  try:
+    launch.launch(FLAGS.mode, FLAGS.config, FLAGS.workdir, step=FLAGS.step,
+                  image=FLAGS.image, expression=FLAGS.expression, output=FLAGS.output)
+  except (ValueError, FileNotFoundError) as e:
+    logging.debug('Traceback:', exc_info=True)
+    sys.exit(f'Error: {e}\n(--verbosity=1 shows the traceback.)')
+
+
+if __name__ == '__main__':
+  app.run(main)
