@@ -1,0 +1,311 @@
+"""Readers for the video referring-segmentation sources (A2D Sentences, JHMDB Sentences).
+
+Frame ids are 1-indexed throughout, as in both datasets' file names. Frames are
+handed to TFDS as JPEG bytes: JPEG sources pass through, everything else is
+encoded once at `JPEG_QUALITY`.
+"""
+
+import csv
+import dataclasses
+import io
+import os
+import re
+from pathlib import Path
+
+import av
+import h5py
+import numpy as np
+import scipy.io
+from absl import logging
+from PIL import Image
+
+JPEG_QUALITY = 90
+
+# A2D actor-action codes are 10 * actor + action, both 1-indexed (Xu et al., CVPR'15).
+A2D_ACTORS = ('adult', 'baby', 'ball', 'bird', 'car', 'cat', 'dog')
+A2D_ACTIONS = ('climbing', 'crawling', 'eating', 'flying', 'jumping', 'rolling',
+               'running', 'walking', 'none')
+
+_FRAME_NAME = re.compile(r'(\d+)\.(jpe?g|png)', re.IGNORECASE)
+
+
+def require(path, source):
+  """Returns `path` as a Path; FileNotFoundError naming it and `source` if it is absent."""
+  path = Path(os.fspath(path))
+  if not path.exists():
+    raise FileNotFoundError(f'{path} not found. It comes from {source}; nothing is downloaded.')
+  return path
+
+
+# Clips.
+
+def clip_frame_ids(center, radius, num_frames):
+  """The 2*radius+1 frame ids centred on `center`, edge-padded into [1, num_frames]."""
+  if not 1 <= center <= num_frames:
+    raise ValueError(f'center={center} is outside the video frames [1, {num_frames}]')
+  if radius < 0:
+    raise ValueError(f'radius={radius} must be >= 0')
+  return [min(max(i, 1), num_frames) for i in range(center - radius, center + radius + 1)]
+
+
+def numbered_frames(folder):
+  """Image files named <number>.<jpg|png> in `folder` in frame order; they must be 1..n.
+
+  Anything else (hidden `.AppleDouble` folders, `.DS_Store`, ...) is ignored.
+  """
+  found = {}
+  for path in Path(folder).iterdir():
+    match = _FRAME_NAME.fullmatch(path.name)
+    if match and path.is_file():
+      found[int(match.group(1))] = path
+  if sorted(found) != list(range(1, len(found) + 1)):
+    raise ValueError(f'{folder}: frame files must be numbered 1..n, found {sorted(found)[:10]}...'
+                     if found else f'{folder}: no frame images (<number>.jpg|png)')
+  return [found[i] for i in range(1, len(found) + 1)]
+
+
+def encode_jpeg(rgb):
+  """JPEG bytes of a uint8 (H, W, 3) array."""
+  buffer = io.BytesIO()
+  Image.fromarray(rgb).save(buffer, format='JPEG', quality=JPEG_QUALITY)
+  return buffer.getvalue()
+
+
+def encode_mask(mask):
+  """PNG bytes of a uint8 (H, W) mask."""
+  buffer = io.BytesIO()
+  Image.fromarray(mask).save(buffer, format='PNG')
+  return buffer.getvalue()
+
+
+def as_jpeg(data):
+  """JPEG bytes for an encoded image: RGB JPEG passes through, anything else is re-encoded."""
+  with Image.open(io.BytesIO(data)) as image:
+    if image.format == 'JPEG' and image.mode == 'RGB':
+      return data
+    return encode_jpeg(np.asarray(image.convert('RGB')))
+
+
+def image_size(data):
+  """(height, width) of encoded image bytes, read from the header."""
+  with Image.open(io.BytesIO(data)) as image:
+    return image.height, image.width
+
+
+def load_clip_frames(source, centers, radius):
+  """JPEG bytes of every frame in the clips around `centers`, and the video's frame count.
+
+  `source` is a folder of numbered images or a video file. A video is decoded
+  once, front to back, keeping only the frames the clips use, so memory holds
+  a few encoded frames rather than the decoded video.
+
+  Returns:
+    ({frame_id: jpeg bytes}, num_frames); clips are `clip_frame_ids(c, radius, num_frames)`.
+  """
+  source = Path(source)
+  centers = sorted(set(centers))
+  if source.is_dir():
+    files = numbered_frames(source)
+    num_frames = len(files)
+    _check_centers(source, centers, num_frames)
+    wanted = {i for c in centers for i in clip_frame_ids(c, radius, num_frames)}
+    return {i: as_jpeg(files[i - 1].read_bytes()) for i in sorted(wanted)}, num_frames
+  # The frame count is known only after decoding: ids past the end resolve to the last
+  # frame, which is always kept.
+  wanted = {max(i, 1) for c in centers for i in range(c - radius, c + radius + 1)}
+  frames, num_frames, last = {}, 0, None
+  with av.open(str(source)) as container:
+    stream = container.streams.video[0]
+    stream.thread_type = 'AUTO'
+    for num_frames, frame in enumerate(container.decode(stream), start=1):
+      last = frame
+      if num_frames in wanted:
+        frames[num_frames] = encode_jpeg(frame.to_ndarray(format='rgb24'))
+  if not num_frames:
+    raise ValueError(f'{source}: no video frames could be decoded')
+  _check_centers(source, centers, num_frames)
+  if num_frames not in frames:
+    frames[num_frames] = encode_jpeg(last.to_ndarray(format='rgb24'))
+  return frames, num_frames
+
+
+def _check_centers(source, centers, num_frames):
+  if centers and not 1 <= centers[0] <= centers[-1] <= num_frames:
+    raise ValueError(f'{source}: annotated frames {centers} fall outside its {num_frames} frames')
+
+
+# Text annotations.
+
+@dataclasses.dataclass(frozen=True)
+class Expression:
+  """One referring expression: `id` is its 0-based data row in the annotation file."""
+  id: int
+  video_id: str
+  instance_id: int
+  text: str
+
+
+def _csv_rows(path, header):
+  """(data_row_index, fields) of a comma-separated file; skips the header and blank lines.
+
+  A row with more fields than `header` keeps the surplus in its last field, so an
+  unquoted comma inside a free-text last column is not lost.
+  """
+  with open(path, newline='', encoding='utf-8-sig') as f:
+    rows = [row for row in csv.reader(f) if any(field.strip() for field in row)]
+  if rows and [field.strip().lower() for field in rows[0]] == list(header):
+    rows = rows[1:]
+  for index, row in enumerate(rows):
+    if len(row) < len(header):
+      raise ValueError(f'{path}: data row {index} has {len(row)} fields, expected '
+                       f'{len(header)} ({",".join(header)}): {row}')
+    yield index, row[:len(header) - 1] + [','.join(row[len(header) - 1:])]
+
+
+def read_a2d_annotations(path):
+  """Expressions of `a2d_annotation.txt` (video_id,instance_id,query).
+
+  Texts are stripped of surrounding spaces (222 published rows have some).
+  Rows whose instance_id is not an integer are dropped with a warning: the
+  published file has one, `T6bNPuKV-wY,1 (copy),...`, an annotator's duplicate
+  of instance 1, which every public A2D Sentences loader drops too.
+  """
+  expressions = []
+  for index, (video_id, instance, text) in _csv_rows(
+      path, ('video_id', 'instance_id', 'query')):
+    if not instance.strip().isdigit():
+      logging.warning('%s: dropping data row %d with instance_id %r: %s,%s,%s',
+                      path, index, instance, video_id, instance, text)
+      continue
+    expressions.append(Expression(index, video_id.strip(), int(instance), text.strip()))
+  return expressions
+
+
+def read_jhmdb_annotations(path):
+  """Expressions of `jhmdb_annotation.txt` (video_id,query), texts stripped; instance 0."""
+  return [Expression(index, video_id.strip(), 0, text.strip())
+          for index, (video_id, text) in _csv_rows(path, ('video_id', 'query'))]
+
+
+@dataclasses.dataclass(frozen=True)
+class A2DVideo:
+  """One row of A2D's `Release/videoset.csv`; subset 0 is train, 1 is test."""
+  video_id: str
+  label: int
+  subset: int
+
+
+def read_a2d_videoset(path):
+  """Rows of `videoset.csv`: vid,label,start,end,height,width,frames,annotated frames,subset."""
+  videos = []
+  with open(path, newline='', encoding='utf-8-sig') as f:
+    for line, row in enumerate(csv.reader(f), start=1):
+      if not any(field.strip() for field in row):
+        continue
+      if len(row) != 9:
+        raise ValueError(f'{path}:{line}: expected 9 fields, got {len(row)}: {row}')
+      try:
+        videos.append(A2DVideo(row[0].strip(), int(float(row[1])), int(float(row[8]))))
+      except ValueError as e:
+        raise ValueError(f'{path}:{line}: non-numeric label or subset in {row}') from e
+  return videos
+
+
+def read_lines(path):
+  """Non-blank stripped lines of a text file, e.g. `a2d_missed_videos.txt`."""
+  return [line.strip() for line in Path(path).read_text(encoding='utf-8-sig').splitlines()
+          if line.strip()]
+
+
+# Masks.
+
+def a2d_label_name(code):
+  """'adult-climbing' for A2D code 11; codes outside the table stay numeric text."""
+  actor, action = divmod(int(code), 10)
+  if 1 <= actor <= len(A2D_ACTORS) and 1 <= action <= len(A2D_ACTIONS):
+    return f'{A2D_ACTORS[actor - 1]}-{A2D_ACTIONS[action - 1]}'
+  return str(int(code))
+
+
+@dataclasses.dataclass(frozen=True)
+class A2DFrame:
+  """Instances annotated in one A2D frame: ids, (n, H, W) {0, 1} masks, actor-action codes."""
+  instance_ids: list
+  masks: np.ndarray
+  labels: list | None
+
+
+def read_a2d_frame(path):
+  """Reads one `a2d_annotation_with_instances/<vid>/<frame>.h5`.
+
+  `reMask` is stored transposed, (n, W, H), or (W, H) for a single instance;
+  `id` (actor-action codes, optional) is (1, n). Defects public loaders report
+  in the published files are repaired with a warning: more masks than instance
+  ids (95Nq6fQoP2o/32, I0MlLHTWCro/20, IRrbHQjE4LQ/16) keeps the first ones; a
+  repeated instance id (EadxBPmQvtg/25) keeps its first mask. Fewer masks or
+  codes than ids cannot be paired and raise ValueError.
+  """
+  with h5py.File(path, 'r') as f:
+    ids = [int(i) for i in np.ravel(f['instance'][()])]
+    if not ids:  # a frame without instances
+      return A2DFrame([], np.zeros((0, 0, 0), np.uint8), [])
+    masks = np.asarray(f['reMask'][()])
+    labels = [int(c) for c in np.ravel(f['id'][()])] if 'id' in f else None
+  masks = (masks.reshape((-1,) + masks.shape[-2:]) > 0).astype(np.uint8).swapaxes(1, 2)
+  if len(masks) < len(ids):
+    raise ValueError(f'{path}: {len(ids)} instance ids {ids} but {len(masks)} masks')
+  if labels is not None and len(labels) < len(ids):
+    raise ValueError(f'{path}: {len(ids)} instance ids {ids} but {len(labels)} id codes')
+  if len(masks) > len(ids):
+    logging.warning('%s: %d masks for %d instance ids %s; keeping the first %d',
+                    path, len(masks), len(ids), ids, len(ids))
+  keep = [k for k, i in enumerate(ids) if i not in ids[:k]]
+  if len(keep) < len(ids):
+    logging.warning('%s: repeated instance ids %s; keeping the first mask of each', path, ids)
+  return A2DFrame([ids[k] for k in keep], masks[keep],
+                  None if labels is None else [labels[k] for k in keep])
+
+
+def read_puppet_mask(path):
+  """JHMDB `puppet_mask.mat` `part_mask` (H, W, T) as (T, H, W) uint8 in {0, 1}.
+
+  Reads MATLAB v5 files (scipy) and v7.3 files (HDF5, which store the array
+  transposed, (T, W, H)).
+  """
+  if h5py.is_hdf5(path):
+    with h5py.File(path, 'r') as f:
+      mask = np.asarray(f['part_mask'][()]).T
+  else:
+    mask = scipy.io.loadmat(path, variable_names=['part_mask'])['part_mask']
+  if mask.ndim == 2:
+    mask = mask[..., None]
+  if mask.ndim != 3:
+    raise ValueError(f'{path}: part_mask has shape {mask.shape}, expected (H, W, T)')
+  return (np.moveaxis(mask, -1, 0) > 0).astype(np.uint8)
+
+
+def uniform_frame_ids(num_frames, count):
+  """`count` frame ids spread evenly over [1, num_frames], first and last included."""
+  return sorted({int(x) for x in np.floor(np.linspace(1, num_frames, count))})
+
+
+def subfolders(folder):
+  """Non-hidden subfolders (skips `.AppleDouble` and the like), sorted by name."""
+  return sorted(p for p in Path(folder).iterdir() if p.is_dir() and not p.name.startswith('.'))
+
+
+def index_videos(root, video_ids):
+  """{video_id: category folder} for a `root/<category>/<video_id>/` tree.
+
+  Video ids must be unique across categories; ids absent from the tree are
+  left out (the caller decides what that means).
+  """
+  wanted, index = set(video_ids), {}
+  for category in subfolders(root):
+    for video in subfolders(category):
+      if video.name in wanted:
+        if video.name in index:
+          raise ValueError(f'{root}: video {video.name} is under both {index[video.name]}'
+                           f' and {category.name}')
+        index[video.name] = category.name
+  return index

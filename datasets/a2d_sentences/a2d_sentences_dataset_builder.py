@@ -1,0 +1,158 @@
+"""A2D Sentences: referring expressions for the actors of A2D videos (Gavrilyuk et al., CVPR'18).
+
+One record per (expression, annotated frame in which its instance has a mask),
+with the 2τ+1 frame clip around that frame (edge-padded) and every instance
+annotated in the frame, their category the A2D actor-action name of the h5
+`id` codes ('adult-climbing'), or of the videoset label where `id` is absent.
+
+Sources: frames from `Release/frames/<vid>/%05d.jpg` when present (JPEG bytes
+pass through), else decoded once per video from `Release/clips320H/<vid>.mp4`;
+the instance masks are at the clips320H resolution, which is checked.
+Published counts: 3782 videos (3036 train, 746 test), 28 of them without
+sentences (a2d_missed_videos.txt); 6655 expression rows, one of them dropped
+(see `video.read_a2d_annotations`). Videos listed but absent from the manual
+dir are skipped with a warning.
+"""
+
+import collections
+import dataclasses
+import os
+import re
+from pathlib import Path
+
+import tensorflow_datasets as tfds
+from absl import logging
+
+from cmsa_jax.data import features
+from cmsa_jax.data import video
+
+_A2D = 'the A2D dataset (Xu et al., CVPR 2015): https://web.eecs.umich.edu/~jjcorso/r/a2d/'
+_SENTENCES = ('A2D Sentences (Gavrilyuk et al., CVPR 2018): '
+              'https://kgavrilyuk.github.io/publication/actor_action/')
+_SUBSETS = {0: 'train', 1: 'test'}
+
+_CITATION = """
+@inproceedings{gavrilyuk2018actor,
+  title={Actor and Action Video Segmentation from a Sentence},
+  author={Gavrilyuk, Kirill and Ghodrati, Amir and Li, Zhenyang and Snoek, Cees G. M.},
+  booktitle={CVPR}, year={2018}}
+@inproceedings{xu2015can,
+  title={Can Humans Fly? Action Understanding with Multiple Classes of Actors},
+  author={Xu, Chenliang and Hsieh, Shao-Hang and Xiong, Caiming and Corso, Jason J.},
+  booktitle={CVPR}, year={2015}}
+"""
+
+
+@dataclasses.dataclass(eq=False)
+class A2DConfig(tfds.core.BuilderConfig):
+  """`clip_radius` is τ: each record holds the 2τ+1 frames centred on the annotated one."""
+  clip_radius: int = 5
+
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+  """A2D Sentences in the shared referring-segmentation video layout (`features.py`)."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  BUILDER_CONFIGS = [
+      A2DConfig(name='default', clip_radius=5, description='Clips of 11 frames (τ = 5).'),
+      A2DConfig(name='single_frame', clip_radius=0, description='The annotated frame only.'),
+  ]
+  MANUAL_DOWNLOAD_INSTRUCTIONS = f"""
+  Put in the manual dir, from {_A2D}:
+    Release/videoset.csv
+    Release/clips320H/<video_id>.mp4   or pre-extracted   Release/frames/<video_id>/00001.jpg ...
+  and from {_SENTENCES}:
+    text_annotations/a2d_annotation.txt
+    text_annotations/a2d_missed_videos.txt
+    text_annotations/a2d_annotation_with_instances/<video_id>/00001.h5 ...
+  """
+
+  def _info(self):
+    return self.dataset_info_from_configs(
+        features=features.referring_features(video=True),
+        homepage='https://kgavrilyuk.github.io/publication/actor_action/',
+        citation=_CITATION,
+    )
+
+  def _split_generators(self, dl_manager):
+    root = Path(os.fspath(dl_manager.manual_dir))
+    release = video.require(root / 'Release', _A2D)
+    text = video.require(root / 'text_annotations', _SENTENCES)
+    videos = video.read_a2d_videoset(video.require(release / 'videoset.csv', _A2D))
+    missed = set(video.read_lines(video.require(text / 'a2d_missed_videos.txt', _SENTENCES)))
+    expressions = collections.defaultdict(list)
+    for expression in video.read_a2d_annotations(
+        video.require(text / 'a2d_annotation.txt', _SENTENCES)):
+      expressions[expression.video_id].append(expression)
+    masks = video.require(text / 'a2d_annotation_with_instances', _SENTENCES)
+
+    splits = {name: [] for name in _SUBSETS.values()}
+    for v in videos:
+      if v.subset not in _SUBSETS:
+        raise ValueError(f'{release / "videoset.csv"}: video {v.video_id} has subset '
+                         f'{v.subset}, expected 0 (train) or 1 (test)')
+      if v.video_id not in missed and expressions[v.video_id]:
+        splits[_SUBSETS[v.subset]].append(v)
+    if not any(splits.values()):
+      raise ValueError(f'No video of {release / "videoset.csv"} has sentences in '
+                       f'{text / "a2d_annotation.txt"} (missed videos excluded)')
+    # TFDS cannot write an empty split: a videoset with only train videos builds only train.
+    return {name: self._generate_examples(split_videos, expressions, release, masks)
+            for name, split_videos in splits.items() if split_videos}
+
+  def _generate_examples(self, videos, expressions, release, masks):
+    """Yields each video's records; videos whose files are absent are skipped, with a warning."""
+    absent = []
+    for v in videos:
+      frames = release / 'frames' / v.video_id
+      source = frames if frames.is_dir() else release / 'clips320H' / f'{v.video_id}.mp4'
+      if not source.exists() or not (masks / v.video_id).is_dir():
+        absent.append(v.video_id)
+        continue
+      yield from self._video_examples(v, expressions[v.video_id], source, masks / v.video_id)
+    if absent and len(absent) == len(videos):
+      raise FileNotFoundError(
+          f'None of the {len(videos)} videos has both frames ({release}/frames/<id>/ or '
+          f'{release}/clips320H/<id>.mp4) and masks ({masks}/<id>/), e.g. {absent[0]}.')
+    if absent:
+      logging.warning('Skipped %d of %d videos whose frames or masks are absent: %s',
+                      len(absent), len(videos), absent[:10])
+
+  def _video_examples(self, v, expressions, source, mask_dir):
+    """Records of one video: its h5 frames are read first, then its clip frames decoded once."""
+    annotated = {}
+    for path in sorted(mask_dir.iterdir()):
+      if re.fullmatch(r'\d+\.h5', path.name):
+        annotated[int(path.stem)] = (path, video.read_a2d_frame(path))
+    referred = {frame_id: [e for e in expressions if e.instance_id in frame.instance_ids]
+                for frame_id, (_, frame) in annotated.items()}
+    centers = [frame_id for frame_id, found in referred.items() if found]
+    if not centers:
+      return
+    radius = self.builder_config.clip_radius
+    jpegs, num_frames = video.load_clip_frames(source, centers, radius)
+    for frame_id in sorted(centers):
+      path, frame = annotated[frame_id]
+      height, width = video.image_size(jpegs[frame_id])
+      if (height, width) != frame.masks.shape[1:]:
+        raise ValueError(f'{path}: masks are {frame.masks.shape[1:]} (H, W) but frame '
+                         f'{frame_id} of {source} is {(height, width)}')
+      labels = frame.labels or [v.label] * len(frame.instance_ids)
+      objects = [{'mask': video.encode_mask(mask), 'id': instance,
+                  'category': video.a2d_label_name(label)}
+                 for mask, instance, label in zip(frame.masks, frame.instance_ids, labels)]
+      frame_ids = video.clip_frame_ids(frame_id, radius, num_frames)
+      for e in referred[frame_id]:
+        yield f'{v.video_id}_{frame_id:05d}_{e.id}', {
+            'image': jpegs[frame_id],
+            'height': height,
+            'width': width,
+            'objects': objects,
+            'sentences': [{'text': e.text, 'tokens': '', 'id': e.id,
+                           'object_index': frame.instance_ids.index(e.instance_id)}],
+            'frames': [jpegs[i] for i in frame_ids],
+            'frame_ids': frame_ids,
+            'video_id': v.video_id,
+            'frame_index': frame_id,
+        }

@@ -1,0 +1,192 @@
+"""RefCOCO, RefCOCO+ and RefCOCOg with instance masks, from the refer toolkit's files."""
+
+import collections
+import dataclasses
+import io
+import json
+
+from absl import logging
+import numpy as np
+from PIL import Image
+from pycocotools import mask as mask_utils
+import tensorflow_datasets as tfds
+
+from cmsa_jax.data import features
+from cmsa_jax.data import safe_pickle
+
+_INSTRUCTIONS = """\
+Lay out the refer toolkit's data directory (https://github.com/lichengunc/refer,
+"Download": refcoco.zip, refcoco+.zip, refcocog.zip) and the COCO train2014
+images (https://cocodataset.org/#download) as
+
+  <manual_dir>/refcoco/refs(unc).p        <manual_dir>/refcoco/instances.json
+  <manual_dir>/refcoco+/refs(unc).p       <manual_dir>/refcoco+/instances.json
+  <manual_dir>/refcocog/refs(google).p    <manual_dir>/refcocog/refs(umd).p
+  <manual_dir>/refcocog/instances.json
+  <manual_dir>/images/mscoco/images/train2014/COCO_train2014_*.jpg
+
+Only the files of the config being built are needed. Nothing is downloaded.
+"""
+
+_REF_KEYS = {'ref_id', 'ann_id', 'image_id', 'split', 'category_id', 'sentences'}
+_SENTENCE_KEYS = {'raw', 'tokens', 'sent_id'}
+# Splits the refs files use, in this order; any others follow alphabetically.
+_SPLIT_ORDER = ('train', 'val', 'test', 'testA', 'testB')
+
+
+@dataclasses.dataclass(eq=False)
+class RefCocoSegConfig(tfds.core.BuilderConfig):
+  """`dataset`: the refer toolkit's folder; `split_by`: the refs(<split_by>).p."""
+  dataset: str = 'refcoco'
+  split_by: str = 'unc'
+
+
+def _require(path):
+  if not path.exists():
+    raise FileNotFoundError(f'{path} not found.\n{_INSTRUCTIONS}')
+  return path
+
+
+def _load_refs(path):
+  """The refs as dicts of str/int (Python 2 byte strings decoded), checked."""
+  refs = safe_pickle.to_text(safe_pickle.load(_require(path)))
+  if not isinstance(refs, list) or not all(isinstance(r, dict) for r in refs):
+    raise ValueError(f'{path}: expected a pickled list of dicts, got {type(refs).__name__}')
+  for ref in refs:
+    missing = _REF_KEYS - ref.keys() or set().union(
+        *(_SENTENCE_KEYS - s.keys() for s in ref['sentences']))
+    if missing:
+      raise ValueError(f'{path}: ref {ref.get("ref_id")} lacks {sorted(missing)}')
+  return refs
+
+
+def _load_instances(path, refs):
+  """Reads instances.json once; returns the images, annotations (by id) and
+  category names (by id) that `refs` use."""
+  with _require(path).open('rb') as f:
+    coco = json.load(f)
+  image_ids = {r['image_id'] for r in refs}
+  ann_ids = {r['ann_id'] for r in refs}
+  images = {im['id']: im for im in coco['images'] if im['id'] in image_ids}
+  anns = {a['id']: a for a in coco['annotations'] if a['id'] in ann_ids}
+  categories = {c['id']: c['name'] for c in coco['categories']}
+  for name, wanted, found in (('image', image_ids, images), ('annotation', ann_ids, anns)):
+    if missing := sorted(wanted - found.keys()):
+      raise ValueError(f'{path} lacks {len(missing)} {name} ids the refs use, e.g. {missing[:5]}')
+  return images, anns, categories
+
+
+def _check_images(image_dir, images):
+  """Fails before building, not midway, when image files are missing."""
+  missing = [p for p in (image_dir / im['file_name'] for im in images.values()) if not p.exists()]
+  if missing:
+    raise FileNotFoundError(f'{len(missing)} of {len(images)} images not found, e.g. {missing[0]}.\n'
+                            f'{_INSTRUCTIONS}')
+
+
+def _ordered_splits(names):
+  return [s for s in _SPLIT_ORDER if s in names] + sorted(set(names) - set(_SPLIT_ORDER))
+
+
+def _decode_mask(ann, height, width):
+  """(H, W) uint8 mask of a COCO annotation: polygons or RLE (counts list or string)."""
+  segmentation = ann['segmentation']
+  if isinstance(segmentation, dict):
+    if list(segmentation['size']) != [height, width]:
+      raise ValueError(f'annotation {ann["id"]}: RLE size {segmentation["size"]} != image '
+                       f'size {[height, width]}')
+    counts = segmentation['counts']
+    if isinstance(counts, list):  # Uncompressed, as iscrowd annotations store it.
+      rle = mask_utils.frPyObjects(segmentation, height, width)
+    else:
+      rle = {'size': [height, width], 'counts': counts.encode() if isinstance(counts, str) else counts}
+    return mask_utils.decode(rle)
+  # COCO has a few degenerate polygons of < 3 points; pycocotools would read a
+  # 4-number one as a box.
+  polygons = [p for p in segmentation if len(p) >= 6 and len(p) % 2 == 0]
+  if not polygons:
+    return np.zeros((height, width), np.uint8)
+  return mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polygons, height, width)))
+
+
+def _image_bytes(path):
+  """(bytes, height, width): the file unchanged unless not an RGB or grayscale JPEG."""
+  data = path.read_bytes()
+  with Image.open(io.BytesIO(data)) as image:
+    width, height = image.size
+    if image.format == 'JPEG' and image.mode in ('RGB', 'L'):
+      return data, height, width
+    logging.warning('Re-encoding %s (%s, %s) as an RGB JPEG.', path, image.format, image.mode)
+    buffer = io.BytesIO()
+    image.convert('RGB').save(buffer, format='JPEG', quality=95)
+    return buffer.getvalue(), height, width
+
+
+def _example(image, refs, anns, categories, image_dir):
+  """One record: the image, its referred objects (one per ref) and their sentences."""
+  path = image_dir / image['file_name']
+  data, height, width = _image_bytes(path)
+  if (height, width) != (image['height'], image['width']):
+    raise ValueError(f'{path} is {width}x{height}, instances.json says '
+                     f'{image["width"]}x{image["height"]}')
+  objects, sentences = [], []
+  for ref in refs:
+    ann = anns[ref['ann_id']]
+    if ref['category_id'] not in categories:
+      raise ValueError(f'ref {ref["ref_id"]}: unknown category_id {ref["category_id"]}')
+    mask = _decode_mask(ann, height, width)
+    if not mask.any():
+      logging.warning('ref %d: annotation %d has an empty mask.', ref['ref_id'], ann['id'])
+    sentences += [{'text': s['raw'], 'tokens': ' '.join(s['tokens']),
+                   'object_index': len(objects), 'id': s['sent_id']}
+                  for s in ref['sentences']]
+    objects.append({'mask': Image.fromarray(mask), 'id': ann['id'],
+                    'category': categories[ref['category_id']], 'ref_id': ref['ref_id'],
+                    'category_id': ref['category_id'], 'bbox': np.asarray(ann['bbox'], np.float32)})
+  return {'image': data, 'height': height, 'width': width, 'image_id': image['id'],
+          'objects': objects, 'sentences': sentences}
+
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+  """Referring expressions of COCO objects with their segmentation masks."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
+  BUILDER_CONFIGS = [
+      RefCocoSegConfig(name='refcoco_unc', dataset='refcoco', split_by='unc',
+                       description='RefCOCO, UNC splits (train/val/testA/testB).'),
+      RefCocoSegConfig(name='refcocoplus_unc', dataset='refcoco+', split_by='unc',
+                       description='RefCOCO+, UNC splits (train/val/testA/testB).'),
+      RefCocoSegConfig(name='refcocog_google', dataset='refcocog', split_by='google',
+                       description='RefCOCOg (G-Ref), Google splits (train/val).'),
+      RefCocoSegConfig(name='refcocog_umd', dataset='refcocog', split_by='umd',
+                       description='RefCOCOg, UMD splits (train/val/test).'),
+  ]
+
+  def _info(self):
+    return self.dataset_info_from_configs(
+        features=features.referring_features(
+            object_extra={'ref_id': np.int64, 'category_id': np.int64,
+                          # COCO box [x, y, width, height] in pixels.
+                          'bbox': tfds.features.Tensor(shape=(4,), dtype=np.float32)},
+            image_id=np.int64),
+        homepage='https://github.com/lichengunc/refer',
+    )
+
+  def _split_generators(self, dl_manager):
+    root = dl_manager.manual_dir
+    config = self.builder_config
+    refs = _load_refs(root / config.dataset / f'refs({config.split_by}).p')
+    images, anns, categories = _load_instances(root / config.dataset / 'instances.json', refs)
+    image_dir = root / 'images' / 'mscoco' / 'images' / 'train2014'
+    _check_images(image_dir, images)
+    by_split = collections.defaultdict(lambda: collections.defaultdict(list))
+    for ref in sorted(refs, key=lambda r: r['ref_id']):
+      by_split[ref['split']][ref['image_id']].append(ref)
+    return {split: self._generate_examples(by_split[split], images, anns, categories, image_dir)
+            for split in _ordered_splits(by_split)}
+
+  def _generate_examples(self, refs_by_image, images, anns, categories, image_dir):
+    for image_id, refs in sorted(refs_by_image.items()):
+      yield image_id, _example(images[image_id], refs, anns, categories, image_dir)

@@ -1,0 +1,130 @@
+"""ReferIt (ImageCLEF IAPR TC-12) referring expressions with masks, in text_objseg's layout."""
+
+import collections
+import io
+import json
+
+from absl import logging
+import numpy as np
+from PIL import Image
+import scipy.io
+import tensorflow_datasets as tfds
+
+from cmsa_jax.data import features
+
+_INSTRUCTIONS = """\
+Lay out the ReferIt data as text_objseg (https://github.com/ronghanghu/text_objseg)
+prepares it: the images and masks of its referitdata.tar.gz and the query files
+of its exp-referit/data/, as
+
+  <manual_dir>/images/<image>.jpg
+  <manual_dir>/mask/<image>_<object>.mat      (segimg_t == 0 on the object)
+  <manual_dir>/referit_query_trainval.json    {"<image>_<object>": [expressions]}
+  <manual_dir>/referit_query_test.json
+
+Nothing is downloaded.
+"""
+
+_SPLITS = ('trainval', 'test')
+
+
+def _require(path):
+  if not path.exists():
+    raise FileNotFoundError(f'{path} not found.\n{_INSTRUCTIONS}')
+  return path
+
+
+def _parse_key(key, path):
+  """'<image>_<object>' (older files append '.png') -> (image, object id)."""
+  image, _, obj = key.split('.', 1)[0].partition('_')
+  if not image or not obj.isdigit():
+    raise ValueError(f'{path}: key {key!r} is not "<image>_<object number>"')
+  return image, int(obj)
+
+
+def _load_queries(path):
+  """{image: [(object id, [(sentence, sentence id)])]}, sentence ids in file order."""
+  with _require(path).open('rb') as f:
+    queries = json.load(f)
+  by_image = collections.defaultdict(list)
+  sent_id = 0
+  for key, texts in queries.items():
+    if not isinstance(texts, list) or not all(isinstance(t, str) for t in texts):
+      raise ValueError(f'{path}: {key!r} should map to a list of strings, got {texts!r}')
+    image, obj = _parse_key(key, path)
+    by_image[image].append((obj, list(zip(texts, range(sent_id, sent_id + len(texts))))))
+    sent_id += len(texts)
+  return {image: sorted(objects) for image, objects in by_image.items()}
+
+
+def _check_exist(paths):
+  """Fails before building, not midway, when source files are missing."""
+  missing = [p for p in paths if not p.exists()]
+  if missing:
+    raise FileNotFoundError(f'{len(missing)} of {len(paths)} files not found, e.g. '
+                            f'{missing[0]}.\n{_INSTRUCTIONS}')
+
+
+def _image_bytes(path):
+  """(bytes, height, width): the file unchanged unless not an RGB or grayscale JPEG."""
+  data = path.read_bytes()
+  with Image.open(io.BytesIO(data)) as image:
+    width, height = image.size
+    if image.format == 'JPEG' and image.mode in ('RGB', 'L'):
+      return data, height, width
+    logging.warning('Re-encoding %s (%s, %s) as an RGB JPEG.', path, image.format, image.mode)
+    buffer = io.BytesIO()
+    image.convert('RGB').save(buffer, format='JPEG', quality=95)
+    return buffer.getvalue(), height, width
+
+
+def _load_mask(path, height, width):
+  """(H, W) uint8 mask: 1 where the .mat's `segimg_t` is 0, as text_objseg reads it."""
+  with path.open('rb') as f:
+    mat = scipy.io.loadmat(f, variable_names=['segimg_t'])
+  if 'segimg_t' not in mat:
+    raise ValueError(f'{path} has no variable segimg_t')
+  segimg = mat['segimg_t']
+  if segimg.shape != (height, width):
+    raise ValueError(f'{path}: segimg_t is {segimg.shape}, the image is {(height, width)}')
+  return (segimg == 0).astype(np.uint8)
+
+
+def _example(image_name, objects, root):
+  """One record: the image, one object per query key, their sentences."""
+  image, height, width = _image_bytes(root / 'images' / f'{image_name}.jpg')
+  masks = [_load_mask(root / 'mask' / f'{image_name}_{obj}.mat', height, width) for obj, _ in objects]
+  return {
+      'image': image, 'height': height, 'width': width, 'image_id': image_name,
+      'objects': [{'mask': Image.fromarray(mask), 'id': obj, 'category': ''}
+                  for mask, (obj, _) in zip(masks, objects)],
+      'sentences': [{'text': text, 'tokens': '', 'object_index': i, 'id': sent_id}
+                    for i, (_, sentences) in enumerate(objects) for text, sent_id in sentences],
+  }
+
+
+class Builder(tfds.core.GeneratorBasedBuilder):
+  """ReferIt expressions of image regions with their segmentation masks."""
+
+  VERSION = tfds.core.Version('1.0.0')
+  RELEASE_NOTES = {'1.0.0': 'Initial release.'}
+  MANUAL_DOWNLOAD_INSTRUCTIONS = _INSTRUCTIONS
+
+  def _info(self):
+    return self.dataset_info_from_configs(
+        features=features.referring_features(image_id=tfds.features.Text()),
+        homepage='https://github.com/ronghanghu/text_objseg',
+    )
+
+  def _split_generators(self, dl_manager):
+    root = dl_manager.manual_dir
+    splits = {split: _load_queries(root / f'referit_query_{split}.json') for split in _SPLITS}
+    _check_exist([root / 'images' / f'{image}.jpg' for q in splits.values() for image in q] +
+                 [root / 'mask' / f'{image}_{obj}.mat'
+                  for q in splits.values() for image, objects in q.items() for obj, _ in objects])
+    return {split: self._generate_examples(queries, root) for split, queries in splits.items()}
+
+  def _generate_examples(self, queries, root):
+    for image_name, objects in sorted(queries.items()):
+      if any(sentences for _, sentences in objects):  # Records hold >= 1 sentence.
+        yield image_name, _example(image_name, objects, root)
