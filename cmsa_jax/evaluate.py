@@ -41,10 +41,11 @@ def evaluate_model(model, config, vocab, workdir, *, step):
   """Scores `model` on config.eval_split; writes WORKDIR/eval/metrics.{json,md}."""
   source = experiment.load_source(config, config.eval_split)
   with_baselines = experiment.has_all_objects(config)
+  index = input_pipeline.sentence_index(source)
+  total = len(index) if config.num_eval_examples < 0 else min(config.num_eval_examples, len(index))
   eval_iter = input_pipeline.create_eval_iterator(
       source, vocab, batch_size=config.eval_batch_size, image_size=config.image_size,
-      max_words=config.max_words, with_baselines=with_baselines)
-  total = len(eval_iter) if config.num_eval_examples < 0 else config.num_eval_examples
+      max_words=config.max_words, with_baselines=with_baselines, index=index)
   scores = {name: metrics_lib.IoUAccumulator() for name in
             ['model', 'crf'] + [f'baseline_{b}' for b in BASELINES]}
   progress = writers.Progress('eval', total, unit='examples')

@@ -37,8 +37,8 @@ def load_source(config, split):
   try:
     return tfds.data_source(config.dataset, split=split, data_dir=config.data_dir)
   except tfds.core.registered.DatasetNotFoundError:
-    if config.dataset != SYNTHETIC:
-      name = config.dataset.split('/')[0]
+    name = config.dataset.split('/')[0]
+    if name != SYNTHETIC:
       raise FileNotFoundError(
           f'TFDS dataset {config.dataset!r} is not built in data_dir '
           f'{config.data_dir or "~/tensorflow_datasets"}. Build it from the authors\' files with\n'
@@ -69,7 +69,7 @@ def build_vocabulary(config, workdir):
     return text.Vocabulary.load(path)
   from cmsa_jax import input_pipeline  # pylint: disable=g-import-not-at-top
   source = load_source(config, config.train_split)
-  vocab = text.Vocabulary.build(input_pipeline.sentence_texts(source))
+  vocab = text.Vocabulary.build(input_pipeline.sentence_index(source).texts)
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
     vocab.save(path)
