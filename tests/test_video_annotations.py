@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from cmsa_jax.data import image_io
 from cmsa_jax.data import video
 
 REAL = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'real-annotations'
@@ -137,6 +138,10 @@ def test_index_videos_skips_hidden_folders_and_rejects_duplicates(tmp_path):
     video.index_videos(tmp_path, ['v1'])
 
 
-def test_require_names_path_and_source(tmp_path):
-  with pytest.raises(FileNotFoundError, match='nothing.txt not found. It comes from A2D'):
-    video.require(tmp_path / 'nothing.txt', 'A2D')
+def test_clip_fields_hold_the_clip_and_check_the_mask_size():
+  jpegs = {i: image_io.encode_jpeg(np.full((4, 6, 3), 40 * i, np.uint8)) for i in (1, 2, 3)}
+  clip = video.clip_fields(jpegs, 3, 1, 3, masks=np.zeros((2, 4, 6)), masks_path='m.h5')
+  assert clip == {'image': jpegs[3], 'height': 4, 'width': 6, 'frame_index': 3,
+                  'frames': [jpegs[2], jpegs[3], jpegs[3]], 'frame_ids': [2, 3, 3]}
+  with pytest.raises(ValueError, match=r'm.h5: masks are \(6, 4\)'):
+    video.clip_fields(jpegs, 3, 1, 3, masks=np.zeros((6, 4)), masks_path='m.h5')

@@ -1,14 +1,12 @@
 """Readers for the video referring-segmentation sources (A2D Sentences, JHMDB Sentences).
 
 Frame ids are 1-indexed throughout, as in both datasets' file names. Frames are
-handed to TFDS as JPEG bytes: JPEG sources pass through, everything else is
-encoded once at `JPEG_QUALITY`.
+handed to TFDS as JPEG bytes (`image_io.as_jpeg`): JPEG sources pass through,
+everything else is encoded once.
 """
 
 import csv
 import dataclasses
-import io
-import os
 import re
 from pathlib import Path
 
@@ -17,9 +15,8 @@ import h5py
 import numpy as np
 import scipy.io
 from absl import logging
-from PIL import Image
 
-JPEG_QUALITY = 90
+from cmsa_jax.data import image_io
 
 # A2D actor-action codes are 10 * actor + action, both 1-indexed (Xu et al., CVPR'15).
 A2D_ACTORS = ('adult', 'baby', 'ball', 'bird', 'car', 'cat', 'dog')
@@ -27,14 +24,6 @@ A2D_ACTIONS = ('climbing', 'crawling', 'eating', 'flying', 'jumping', 'rolling',
                'running', 'walking', 'none')
 
 _FRAME_NAME = re.compile(r'(\d+)\.(jpe?g|png)', re.IGNORECASE)
-
-
-def require(path, source):
-  """Returns `path` as a Path; FileNotFoundError naming it and `source` if it is absent."""
-  path = Path(os.fspath(path))
-  if not path.exists():
-    raise FileNotFoundError(f'{path} not found. It comes from {source}; nothing is downloaded.')
-  return path
 
 
 # Clips.
@@ -64,34 +53,6 @@ def numbered_frames(folder):
   return [found[i] for i in range(1, len(found) + 1)]
 
 
-def encode_jpeg(rgb):
-  """JPEG bytes of a uint8 (H, W, 3) array."""
-  buffer = io.BytesIO()
-  Image.fromarray(rgb).save(buffer, format='JPEG', quality=JPEG_QUALITY)
-  return buffer.getvalue()
-
-
-def encode_mask(mask):
-  """PNG bytes of a uint8 (H, W) mask."""
-  buffer = io.BytesIO()
-  Image.fromarray(mask).save(buffer, format='PNG')
-  return buffer.getvalue()
-
-
-def as_jpeg(data):
-  """JPEG bytes for an encoded image: RGB JPEG passes through, anything else is re-encoded."""
-  with Image.open(io.BytesIO(data)) as image:
-    if image.format == 'JPEG' and image.mode == 'RGB':
-      return data
-    return encode_jpeg(np.asarray(image.convert('RGB')))
-
-
-def image_size(data):
-  """(height, width) of encoded image bytes, read from the header."""
-  with Image.open(io.BytesIO(data)) as image:
-    return image.height, image.width
-
-
 def load_clip_frames(source, centers, radius):
   """JPEG bytes of every frame in the clips around `centers`, and the video's frame count.
 
@@ -109,7 +70,7 @@ def load_clip_frames(source, centers, radius):
     num_frames = len(files)
     _check_centers(source, centers, num_frames)
     wanted = {i for c in centers for i in clip_frame_ids(c, radius, num_frames)}
-    return {i: as_jpeg(files[i - 1].read_bytes()) for i in sorted(wanted)}, num_frames
+    return {i: image_io.as_jpeg(files[i - 1].read_bytes()) for i in sorted(wanted)}, num_frames
   # The frame count is known only after decoding: ids past the end resolve to the last
   # frame, which is always kept.
   wanted = {max(i, 1) for c in centers for i in range(c - radius, c + radius + 1)}
@@ -120,18 +81,33 @@ def load_clip_frames(source, centers, radius):
     for num_frames, frame in enumerate(container.decode(stream), start=1):
       last = frame
       if num_frames in wanted:
-        frames[num_frames] = encode_jpeg(frame.to_ndarray(format='rgb24'))
+        frames[num_frames] = image_io.encode_jpeg(frame.to_ndarray(format='rgb24'))
   if not num_frames:
     raise ValueError(f'{source}: no video frames could be decoded')
   _check_centers(source, centers, num_frames)
   if num_frames not in frames:
-    frames[num_frames] = encode_jpeg(last.to_ndarray(format='rgb24'))
+    frames[num_frames] = image_io.encode_jpeg(last.to_ndarray(format='rgb24'))
   return frames, num_frames
 
 
 def _check_centers(source, centers, num_frames):
   if centers and not 1 <= centers[0] <= centers[-1] <= num_frames:
     raise ValueError(f'{source}: annotated frames {centers} fall outside its {num_frames} frames')
+
+
+def clip_fields(jpegs, center, radius, num_frames, *, masks, masks_path):
+  """The fields a record of annotated frame `center` shares with every expression there.
+
+  `jpegs` and `num_frames` are `load_clip_frames`'s; `masks` ((n, H, W) or (H, W),
+  read from `masks_path`) must have the frame's size, else ValueError naming the file.
+  """
+  height, width = image_io.size(jpegs[center])
+  if masks.shape[-2:] != (height, width):
+    raise ValueError(f'{masks_path}: masks are {masks.shape[-2:]} (H, W) but frame {center} '
+                     f'is {(height, width)}')
+  frame_ids = clip_frame_ids(center, radius, num_frames)
+  return {'image': jpegs[center], 'height': height, 'width': width, 'frame_index': center,
+          'frames': [jpegs[i] for i in frame_ids], 'frame_ids': frame_ids}
 
 
 # Text annotations.

@@ -1,17 +1,7 @@
-"""A2D Sentences: referring expressions for the actors of A2D videos (Gavrilyuk et al., CVPR'18).
+"""A2D Sentences: referring expressions for the actors of A2D videos (see README.md).
 
 One record per (expression, annotated frame in which its instance has a mask),
-with the 2τ+1 frame clip around that frame (edge-padded) and every instance
-annotated in the frame, their category the A2D actor-action name of the h5
-`id` codes ('adult-climbing'), or of the videoset label where `id` is absent.
-
-Sources: frames from `Release/frames/<vid>/%05d.jpg` when present (JPEG bytes
-pass through), else decoded once per video from `Release/clips320H/<vid>.mp4`;
-the instance masks are at the clips320H resolution, which is checked.
-Published counts: 3782 videos (3036 train, 746 test), 28 of them without
-sentences (a2d_missed_videos.txt); 6655 expression rows, one of them dropped
-(see `video.read_a2d_annotations`). Videos listed but absent from the manual
-dir are skipped with a warning.
+with the 2τ+1 frame clip around that frame and every instance annotated there.
 """
 
 import collections
@@ -24,23 +14,14 @@ import tensorflow_datasets as tfds
 from absl import logging
 
 from cmsa_jax.data import features
+from cmsa_jax.data import image_io
+from cmsa_jax.data import sources
 from cmsa_jax.data import video
 
 _A2D = 'the A2D dataset (Xu et al., CVPR 2015): https://web.eecs.umich.edu/~jjcorso/r/a2d/'
 _SENTENCES = ('A2D Sentences (Gavrilyuk et al., CVPR 2018): '
               'https://kgavrilyuk.github.io/publication/actor_action/')
 _SUBSETS = {0: 'train', 1: 'test'}
-
-_CITATION = """
-@inproceedings{gavrilyuk2018actor,
-  title={Actor and Action Video Segmentation from a Sentence},
-  author={Gavrilyuk, Kirill and Ghodrati, Amir and Li, Zhenyang and Snoek, Cees G. M.},
-  booktitle={CVPR}, year={2018}}
-@inproceedings{xu2015can,
-  title={Can Humans Fly? Action Understanding with Multiple Classes of Actors},
-  author={Xu, Chenliang and Hsieh, Shao-Hang and Xiong, Caiming and Corso, Jason J.},
-  booktitle={CVPR}, year={2015}}
-"""
 
 
 @dataclasses.dataclass(eq=False)
@@ -72,20 +53,19 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     return self.dataset_info_from_configs(
         features=features.referring_features(video=True),
         homepage='https://kgavrilyuk.github.io/publication/actor_action/',
-        citation=_CITATION,
     )
 
   def _split_generators(self, dl_manager):
     root = Path(os.fspath(dl_manager.manual_dir))
-    release = video.require(root / 'Release', _A2D)
-    text = video.require(root / 'text_annotations', _SENTENCES)
-    videos = video.read_a2d_videoset(video.require(release / 'videoset.csv', _A2D))
-    missed = set(video.read_lines(video.require(text / 'a2d_missed_videos.txt', _SENTENCES)))
+    release = sources.require(root / 'Release', _A2D)
+    text = sources.require(root / 'text_annotations', _SENTENCES)
+    videos = video.read_a2d_videoset(sources.require(release / 'videoset.csv', _A2D))
+    missed = set(video.read_lines(sources.require(text / 'a2d_missed_videos.txt', _SENTENCES)))
     expressions = collections.defaultdict(list)
     for expression in video.read_a2d_annotations(
-        video.require(text / 'a2d_annotation.txt', _SENTENCES)):
+        sources.require(text / 'a2d_annotation.txt', _SENTENCES)):
       expressions[expression.video_id].append(expression)
-    masks = video.require(text / 'a2d_annotation_with_instances', _SENTENCES)
+    masks = sources.require(text / 'a2d_annotation_with_instances', _SENTENCES)
 
     splits = {name: [] for name in _SUBSETS.values()}
     for v in videos:
@@ -134,25 +114,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     jpegs, num_frames = video.load_clip_frames(source, centers, radius)
     for frame_id in sorted(centers):
       path, frame = annotated[frame_id]
-      height, width = video.image_size(jpegs[frame_id])
-      if (height, width) != frame.masks.shape[1:]:
-        raise ValueError(f'{path}: masks are {frame.masks.shape[1:]} (H, W) but frame '
-                         f'{frame_id} of {source} is {(height, width)}')
+      clip = video.clip_fields(jpegs, frame_id, radius, num_frames,
+                               masks=frame.masks, masks_path=path)
       labels = frame.labels or [v.label] * len(frame.instance_ids)
-      objects = [{'mask': video.encode_mask(mask), 'id': instance,
+      objects = [{'mask': image_io.encode_png(mask), 'id': instance,
                   'category': video.a2d_label_name(label)}
                  for mask, instance, label in zip(frame.masks, frame.instance_ids, labels)]
-      frame_ids = video.clip_frame_ids(frame_id, radius, num_frames)
       for e in referred[frame_id]:
-        yield f'{v.video_id}_{frame_id:05d}_{e.id}', {
-            'image': jpegs[frame_id],
-            'height': height,
-            'width': width,
-            'objects': objects,
-            'sentences': [{'text': e.text, 'tokens': '', 'id': e.id,
-                           'object_index': frame.instance_ids.index(e.instance_id)}],
-            'frames': [jpegs[i] for i in frame_ids],
-            'frame_ids': frame_ids,
-            'video_id': v.video_id,
-            'frame_index': frame_id,
-        }
+        yield f'{v.video_id}_{frame_id:05d}_{e.id}', dict(
+            clip, objects=objects, video_id=v.video_id,
+            sentences=[{'text': e.text, 'tokens': '', 'id': e.id,
+                        'object_index': frame.instance_ids.index(e.instance_id)}])

@@ -84,7 +84,8 @@ REFS = {
     'refcoco': {'unc': [
         (0, 101, 'train', [_sent('Man on the LEFT'), _sent('the café guy')]),
         (1, 102, 'train', [_sent('dog right', as_unicode=True)]),
-        (2, 201, 'val', [_sent('left person'), _sent('tall one'), _sent('naïve guy', as_unicode=True)]),
+        (2, 201, 'val', [_sent('left person'), _sent('tall one'),
+                         _sent('naïve guy', as_unicode=True)]),
         (3, 202, 'val', [_sent('red car')]),
         (4, 301, 'testA', [_sent('small dog'), _sent('dog')]),
         (5, 401, 'testB', [_sent('standing person')]),

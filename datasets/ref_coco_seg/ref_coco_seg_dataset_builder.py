@@ -2,22 +2,23 @@
 
 import collections
 import dataclasses
-import io
 import json
 
 from absl import logging
 import numpy as np
-from PIL import Image
 from pycocotools import mask as mask_utils
 import tensorflow_datasets as tfds
 
 from cmsa_jax.data import features
+from cmsa_jax.data import image_io
 from cmsa_jax.data import safe_pickle
+from cmsa_jax.data import sources
 
-_INSTRUCTIONS = """\
-Lay out the refer toolkit's data directory (https://github.com/lichengunc/refer,
-"Download": refcoco.zip, refcoco+.zip, refcocog.zip) and the COCO train2014
-images (https://cocodataset.org/#download) as
+_SOURCE = ("the refer toolkit's data directory (https://github.com/lichengunc/refer, "
+           '"Download": refcoco.zip, refcoco+.zip, refcocog.zip) and the COCO train2014 '
+           'images (https://cocodataset.org/#download)')
+_INSTRUCTIONS = f"""\
+Lay out {_SOURCE} as
 
   <manual_dir>/refcoco/refs(unc).p        <manual_dir>/refcoco/instances.json
   <manual_dir>/refcoco+/refs(unc).p       <manual_dir>/refcoco+/instances.json
@@ -41,15 +42,9 @@ class RefCocoSegConfig(tfds.core.BuilderConfig):
   split_by: str = 'unc'
 
 
-def _require(path):
-  if not path.exists():
-    raise FileNotFoundError(f'{path} not found.\n{_INSTRUCTIONS}')
-  return path
-
-
 def _load_refs(path):
   """The refs as dicts of str/int (Python 2 byte strings decoded), checked."""
-  refs = safe_pickle.to_text(safe_pickle.load(_require(path)))
+  refs = safe_pickle.to_text(safe_pickle.load(sources.require(path, _SOURCE)))
   if not isinstance(refs, list) or not all(isinstance(r, dict) for r in refs):
     raise ValueError(f'{path}: expected a pickled list of dicts, got {type(refs).__name__}')
   for ref in refs:
@@ -63,7 +58,7 @@ def _load_refs(path):
 def _load_instances(path, refs):
   """Reads instances.json once; returns the images, annotations (by id) and
   category names (by id) that `refs` use."""
-  with _require(path).open('rb') as f:
+  with sources.require(path, _SOURCE).open('rb') as f:
     coco = json.load(f)
   image_ids = {r['image_id'] for r in refs}
   ann_ids = {r['ann_id'] for r in refs}
@@ -74,14 +69,6 @@ def _load_instances(path, refs):
     if missing := sorted(wanted - found.keys()):
       raise ValueError(f'{path} lacks {len(missing)} {name} ids the refs use, e.g. {missing[:5]}')
   return images, anns, categories
-
-
-def _check_images(image_dir, images):
-  """Fails before building, not midway, when image files are missing."""
-  missing = [p for p in (image_dir / im['file_name'] for im in images.values()) if not p.exists()]
-  if missing:
-    raise FileNotFoundError(f'{len(missing)} of {len(images)} images not found, e.g. {missing[0]}.\n'
-                            f'{_INSTRUCTIONS}')
 
 
 def _ordered_splits(names):
@@ -99,7 +86,8 @@ def _decode_mask(ann, height, width):
     if isinstance(counts, list):  # Uncompressed, as iscrowd annotations store it.
       rle = mask_utils.frPyObjects(segmentation, height, width)
     else:
-      rle = {'size': [height, width], 'counts': counts.encode() if isinstance(counts, str) else counts}
+      rle = {'size': [height, width],
+             'counts': counts.encode() if isinstance(counts, str) else counts}
     return mask_utils.decode(rle)
   # COCO has a few degenerate polygons of < 3 points; pycocotools would read a
   # 4-number one as a box.
@@ -109,23 +97,10 @@ def _decode_mask(ann, height, width):
   return mask_utils.decode(mask_utils.merge(mask_utils.frPyObjects(polygons, height, width)))
 
 
-def _image_bytes(path):
-  """(bytes, height, width): the file unchanged unless not an RGB or grayscale JPEG."""
-  data = path.read_bytes()
-  with Image.open(io.BytesIO(data)) as image:
-    width, height = image.size
-    if image.format == 'JPEG' and image.mode in ('RGB', 'L'):
-      return data, height, width
-    logging.warning('Re-encoding %s (%s, %s) as an RGB JPEG.', path, image.format, image.mode)
-    buffer = io.BytesIO()
-    image.convert('RGB').save(buffer, format='JPEG', quality=95)
-    return buffer.getvalue(), height, width
-
-
 def _example(image, refs, anns, categories, image_dir):
   """One record: the image, its referred objects (one per ref) and their sentences."""
   path = image_dir / image['file_name']
-  data, height, width = _image_bytes(path)
+  data, height, width = image_io.read_jpeg(path)
   if (height, width) != (image['height'], image['width']):
     raise ValueError(f'{path} is {width}x{height}, instances.json says '
                      f'{image["width"]}x{image["height"]}')
@@ -140,7 +115,7 @@ def _example(image, refs, anns, categories, image_dir):
     sentences += [{'text': s['raw'], 'tokens': ' '.join(s['tokens']),
                    'object_index': len(objects), 'id': s['sent_id']}
                   for s in ref['sentences']]
-    objects.append({'mask': Image.fromarray(mask), 'id': ann['id'],
+    objects.append({'mask': image_io.encode_png(mask), 'id': ann['id'],
                     'category': categories[ref['category_id']], 'ref_id': ref['ref_id'],
                     'category_id': ref['category_id'], 'bbox': np.asarray(ann['bbox'], np.float32)})
   return {'image': data, 'height': height, 'width': width, 'image_id': image['id'],
@@ -180,7 +155,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     refs = _load_refs(root / config.dataset / f'refs({config.split_by}).p')
     images, anns, categories = _load_instances(root / config.dataset / 'instances.json', refs)
     image_dir = root / 'images' / 'mscoco' / 'images' / 'train2014'
-    _check_images(image_dir, images)
+    sources.require_all([image_dir / im['file_name'] for im in images.values()], _SOURCE)
     by_split = collections.defaultdict(lambda: collections.defaultdict(list))
     for ref in sorted(refs, key=lambda r: r['ref_id']):
       by_split[ref['split']][ref['image_id']].append(ref)

@@ -1,37 +1,31 @@
 """ReferIt (ImageCLEF IAPR TC-12) referring expressions with masks, in text_objseg's layout."""
 
 import collections
-import io
 import json
 
-from absl import logging
 import numpy as np
-from PIL import Image
 import scipy.io
 import tensorflow_datasets as tfds
 
 from cmsa_jax.data import features
+from cmsa_jax.data import image_io
+from cmsa_jax.data import sources
 
-_INSTRUCTIONS = """\
-Lay out the ReferIt data as text_objseg (https://github.com/ronghanghu/text_objseg)
-prepares it: the images and masks of its referitdata.tar.gz and the query files
-of its exp-referit/data/, as
+_SOURCE = ('the ReferIt data as text_objseg (https://github.com/ronghanghu/text_objseg) '
+           'prepares it: the images and masks of its referitdata.tar.gz and the query '
+           'files of its exp-referit/data/')
+_INSTRUCTIONS = f"""\
+Lay out {_SOURCE}, as
 
   <manual_dir>/images/<image>.jpg
   <manual_dir>/mask/<image>_<object>.mat      (segimg_t == 0 on the object)
-  <manual_dir>/referit_query_trainval.json    {"<image>_<object>": [expressions]}
+  <manual_dir>/referit_query_trainval.json    {{"<image>_<object>": [expressions]}}
   <manual_dir>/referit_query_test.json
 
 Nothing is downloaded.
 """
 
 _SPLITS = ('trainval', 'test')
-
-
-def _require(path):
-  if not path.exists():
-    raise FileNotFoundError(f'{path} not found.\n{_INSTRUCTIONS}')
-  return path
 
 
 def _parse_key(key, path):
@@ -44,7 +38,7 @@ def _parse_key(key, path):
 
 def _load_queries(path):
   """{image: [(object id, [(sentence, sentence id)])]}, sentence ids in file order."""
-  with _require(path).open('rb') as f:
+  with sources.require(path, _SOURCE).open('rb') as f:
     queries = json.load(f)
   by_image = collections.defaultdict(list)
   sent_id = 0
@@ -55,27 +49,6 @@ def _load_queries(path):
     by_image[image].append((obj, list(zip(texts, range(sent_id, sent_id + len(texts))))))
     sent_id += len(texts)
   return {image: sorted(objects) for image, objects in by_image.items()}
-
-
-def _check_exist(paths):
-  """Fails before building, not midway, when source files are missing."""
-  missing = [p for p in paths if not p.exists()]
-  if missing:
-    raise FileNotFoundError(f'{len(missing)} of {len(paths)} files not found, e.g. '
-                            f'{missing[0]}.\n{_INSTRUCTIONS}')
-
-
-def _image_bytes(path):
-  """(bytes, height, width): the file unchanged unless not an RGB or grayscale JPEG."""
-  data = path.read_bytes()
-  with Image.open(io.BytesIO(data)) as image:
-    width, height = image.size
-    if image.format == 'JPEG' and image.mode in ('RGB', 'L'):
-      return data, height, width
-    logging.warning('Re-encoding %s (%s, %s) as an RGB JPEG.', path, image.format, image.mode)
-    buffer = io.BytesIO()
-    image.convert('RGB').save(buffer, format='JPEG', quality=95)
-    return buffer.getvalue(), height, width
 
 
 def _load_mask(path, height, width):
@@ -92,11 +65,12 @@ def _load_mask(path, height, width):
 
 def _example(image_name, objects, root):
   """One record: the image, one object per query key, their sentences."""
-  image, height, width = _image_bytes(root / 'images' / f'{image_name}.jpg')
-  masks = [_load_mask(root / 'mask' / f'{image_name}_{obj}.mat', height, width) for obj, _ in objects]
+  image, height, width = image_io.read_jpeg(root / 'images' / f'{image_name}.jpg')
+  masks = [_load_mask(root / 'mask' / f'{image_name}_{obj}.mat', height, width)
+           for obj, _ in objects]
   return {
       'image': image, 'height': height, 'width': width, 'image_id': image_name,
-      'objects': [{'mask': Image.fromarray(mask), 'id': obj, 'category': ''}
+      'objects': [{'mask': image_io.encode_png(mask), 'id': obj, 'category': ''}
                   for mask, (obj, _) in zip(masks, objects)],
       'sentences': [{'text': text, 'tokens': '', 'object_index': i, 'id': sent_id}
                     for i, (_, sentences) in enumerate(objects) for text, sent_id in sentences],
@@ -119,9 +93,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager):
     root = dl_manager.manual_dir
     splits = {split: _load_queries(root / f'referit_query_{split}.json') for split in _SPLITS}
-    _check_exist([root / 'images' / f'{image}.jpg' for q in splits.values() for image in q] +
-                 [root / 'mask' / f'{image}_{obj}.mat'
-                  for q in splits.values() for image, objects in q.items() for obj, _ in objects])
+    sources.require_all(
+        [root / 'images' / f'{image}.jpg' for q in splits.values() for image in q] +
+        [root / 'mask' / f'{image}_{obj}.mat'
+         for q in splits.values() for image, objects in q.items() for obj, _ in objects], _SOURCE)
     return {split: self._generate_examples(queries, root) for split, queries in splits.items()}
 
   def _generate_examples(self, queries, root):

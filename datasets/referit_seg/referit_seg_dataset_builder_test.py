@@ -58,7 +58,8 @@ def test_records_match_source(data_dir):
       objects = expected[image]
       assert list(record['objects']['id']) == [obj for obj, _ in objects]
       for mask, obj in zip(record['objects']['mask'], record['objects']['id']):
-        np.testing.assert_array_equal(mask[..., 0], dummy.box_mask(height, width, dummy.OBJECTS[(image, obj)][2]))
+        box = dummy.OBJECTS[(image, obj)][2]
+        np.testing.assert_array_equal(mask[..., 0], dummy.box_mask(height, width, box))
       sentences = list(zip([t.decode() for t in record['sentences']['text']],
                            record['sentences']['object_index'], record['sentences']['id']))
       assert sentences == [(text, i, sent_id) for i, (_, texts) in enumerate(objects)

@@ -6,14 +6,13 @@ Nothing is downloaded.
 """
 
 import dataclasses
-import io
 
 import numpy as np
-from PIL import Image
 import tensorflow_datasets as tfds
 
 from cmsa_jax import synthetic
-from cmsa_jax.data.features import referring_features
+from cmsa_jax.data import features
+from cmsa_jax.data import image_io
 
 
 @dataclasses.dataclass
@@ -26,17 +25,11 @@ class SyntheticRefConfig(tfds.core.BuilderConfig):
   test_size: int = 500
 
 
-def _png(array):
-  """PNG bytes of a uint8 (H, W, C) array, C in {1, 3}."""
-  buffer = io.BytesIO()
-  Image.fromarray(array[..., 0] if array.shape[-1] == 1 else array).save(buffer, format='PNG')
-  return buffer.getvalue()
-
-
 def encode(record):
   """A `generate_example` record in the form the features encode (PNG bytes)."""
-  objects = dict(record['objects'], mask=[_png(m) for m in record['objects']['mask']])
-  return dict(record, image=_png(record['image']), objects=objects)
+  masks = [image_io.encode_png(m) for m in record['objects']['mask']]
+  objects = dict(record['objects'], mask=masks)
+  return dict(record, image=image_io.encode_png(record['image']), objects=objects)
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
@@ -47,11 +40,13 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   BUILDER_CONFIGS = [
       SyntheticRefConfig(name='64px', description='64x64 images.'),
       SyntheticRefConfig(name='96px', description='96x96 images.', image_size=96),
+      SyntheticRefConfig(name='tiny', description='16/8/8 64x64 images, for smoke tests.',
+                         train_size=16, validation_size=8, test_size=8),
   ]
 
   def _info(self):
     return self.dataset_info_from_configs(
-        features=referring_features(
+        features=features.referring_features(
             image_format='png',
             object_extra={name: tfds.features.Text() for name in ('shape', 'color', 'size')},
             sentence_extra={'family': tfds.features.Text()},

@@ -33,7 +33,7 @@ def assert_same(a, b, path='record'):
 @pytest.fixture(scope='module')
 def builder(tmp_path_factory):
   config = builder_lib.SyntheticRefConfig(
-      name='tiny', image_size=48, seed=3, train_size=3, validation_size=2, test_size=2)
+      name='custom', image_size=48, seed=3, train_size=3, validation_size=2, test_size=2)
   builder = builder_lib.Builder(config=config, data_dir=tmp_path_factory.mktemp('tfds'))
   builder.download_and_prepare(file_format='array_record')
   return builder

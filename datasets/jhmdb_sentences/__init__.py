@@ -1,0 +1,1 @@
+"""jhmdb_sentences: JHMDB Sentences, referring expressions for J-HMDB actors (see README.md)."""
