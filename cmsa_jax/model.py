@@ -1,0 +1,112 @@
+"""The CMSA referring-segmentation model for images and its loss (Eq.8).
+
+ResNet features of Res3, Res4 and Res5 (output stride 8) each form the joint
+feature of Eq.1 with the expression's word embeddings, go through their own
+cross-modal self-attention and word pooling (Eq.2-5, cmsa.py) and are fused by
+GMLF (Eq.6-7, gmlf.py) into one logit map, upsampled bilinearly to the input.
+"""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from cmsa_jax import cmsa
+from cmsa_jax import gmlf
+from cmsa_jax import multimodal
+from cmsa_jax import resnet
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # torchvision.
+IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
+LEVELS = ('res3', 'res4', 'res5')
+LEVEL_WIDTH = {'res3': 2, 'res4': 4, 'res5': 8}  # x backbone_width * EXPANSION.
+
+
+def _embedding_init(key, shape, dtype=jnp.float32):
+  """Uniform in [-0.08, 0.08), as the official code."""
+  return jax.random.uniform(key, shape, dtype, -0.08, 0.08)
+
+
+def normalize_images(images: jax.Array) -> jax.Array:
+  """RGB in [0, 255] -> ImageNet-standardized float32 (torchvision convention)."""
+  return (images.astype(jnp.float32) / 255 - IMAGENET_MEAN) / IMAGENET_STD
+
+
+def _check_inputs(images, tokens, token_mask):
+  if images.ndim != 4 or images.shape[-1] != 3 or not jnp.issubdtype(
+      images.dtype, jnp.floating):
+    raise ValueError('images must be float (B, H, W, 3) RGB in [0, 255], got '
+                     f'{images.dtype} {images.shape}.')
+  if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
+    raise ValueError(f'tokens must be integer (B, N), got {tokens.dtype} {tokens.shape}.')
+  if token_mask.shape != tokens.shape or token_mask.dtype != jnp.bool_:
+    raise ValueError(f'token_mask must be bool with the shape of tokens {tokens.shape}, '
+                     f'got {token_mask.dtype} {token_mask.shape}.')
+  if images.shape[0] != tokens.shape[0]:
+    raise ValueError(f'images {images.shape} and tokens {tokens.shape} differ in batch size.')
+
+
+class CMSAModel(nnx.Module):
+  """Cross-modal self-attention network for referring image segmentation.
+
+  Returns a dict with
+    logits: (B, H, W) float32 mask logits at the input size.
+    word_attention: (B, L, N) the Eq.4 word weights of each level (Res3,
+      Res4, Res5; only Res5, L = 1, when fusion='res5'), 0 on padding.
+    heatmap: (B, h, w) in [0, 1] at feature size: the attention each pixel
+      receives in Res5's CMSA, summed over all valid queries, min-max
+      normalized per image (Fig.7-style; all 0 where it is uniform).
+  """
+
+  def __init__(self, vocab_size: int, *, backbone_blocks=(3, 4, 23, 3),
+               backbone_width: int = 64, embed_dim: int = 1000,
+               attn_dim: int = 512, fusion_dim: int = 500,
+               cmsa_impl: str = 'factorized', pooling: str = 'attention',
+               word_weight: str = 'mean', attention: str = 'full',
+               fusion: str = 'gated', dtype=jnp.float32, rngs: nnx.Rngs):
+    self.backbone = resnet.ResNet(blocks=backbone_blocks, width=backbone_width,
+                                  dtype=dtype, rngs=rngs)
+    self.embed = nnx.Embed(vocab_size, embed_dim, dtype=dtype,
+                           embedding_init=_embedding_init, rngs=rngs)
+    self.levels = ('res5',) if fusion == 'res5' else LEVELS
+    visual_dims = [backbone_width * resnet.EXPANSION * LEVEL_WIDTH[level]
+                   for level in self.levels]
+    self.cmsa = nnx.List([
+        cmsa.CMSA(c, embed_dim, attn_dim=attn_dim, impl=cmsa_impl,
+                  pooling=pooling, word_weight=word_weight,
+                  attention=attention, dtype=dtype, rngs=rngs)
+        for c in visual_dims])
+    self.fusion = gmlf.GMLF(
+        [c + embed_dim + multimodal.SPATIAL_DIM for c in visual_dims],
+        dim=fusion_dim, fusion=fusion, dtype=dtype, rngs=rngs)
+
+  def __call__(self, images: jax.Array, tokens: jax.Array,
+               token_mask: jax.Array) -> dict[str, jax.Array]:
+    """images: (B, H, W, 3) float RGB in [0, 255]; tokens: (B, N) int;
+    token_mask: (B, N) bool, True on words (each expression needs one)."""
+    _check_inputs(images, tokens, token_mask)
+    b, height, width, _ = images.shape
+    features = self.backbone(normalize_images(images))
+    words = multimodal.l2_normalize(self.embed(tokens))  # Eq.1
+    outputs = [layer(multimodal.l2_normalize(features[level]), words, token_mask)
+               for level, layer in zip(self.levels, self.cmsa)]
+    logits = self.fusion([o.features for o in outputs])
+    logits = jax.image.resize(logits, (b, height, width), 'bilinear')
+    heat = outputs[-1].pixel_attention
+    low = jnp.min(heat, axis=(1, 2), keepdims=True)
+    span = jnp.max(heat, axis=(1, 2), keepdims=True) - low
+    heatmap = jnp.where(span > 0, (heat - low) / jnp.where(span > 0, span, 1), 0)
+    heatmap = jnp.clip(heatmap, 0, 1)
+    return dict(logits=logits,
+                word_attention=jnp.stack([o.word_weights for o in outputs], 1),
+                heatmap=heatmap)
+
+
+def bce_loss(logits: jax.Array, masks: jax.Array) -> jax.Array:
+  """Eq.8: binary cross-entropy of logits vs {0, 1} masks, mean over pixels."""
+  if logits.shape != masks.shape:
+    raise ValueError(f'logits {logits.shape} and masks {masks.shape} differ in shape.')
+  x = logits.astype(jnp.float32)
+  z = masks.astype(jnp.float32)
+  # log(1 + e^x) - x z, written to never overflow.
+  return jnp.mean(jnp.maximum(x, 0) - x * z + jnp.log1p(jnp.exp(-jnp.abs(x))))

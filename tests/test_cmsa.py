@@ -1,0 +1,209 @@
+"""Eq.2-5: cross-modal self-attention and word pooling, both implementations."""
+
+import itertools
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from cmsa_jax import cmsa
+
+B, H, W, CV, CL, N, D = 2, 2, 3, 5, 3, 4, 6
+VARIANTS = [v for v in itertools.product(
+    cmsa.ATTENTION_TERMS, cmsa.POOLINGS, cmsa.WORD_WEIGHTS)
+            if v[:2] != ('none', 'attention')]
+MASK = np.array([[1, 1, 1, 0], [1, 1, 1, 1]], bool)
+
+
+def _inputs(seed=0, n=N):
+  rng = np.random.default_rng(seed)
+  unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)
+  return unit(rng.normal(size=(B, H, W, CV))), unit(rng.normal(size=(B, n, CL)))
+
+
+def _module(impl='factorized', attention='full', pooling='attention',
+            word_weight='mean', dtype=jnp.float32):
+  return cmsa.CMSA(CV, CL, attn_dim=D, impl=impl, pooling=pooling,
+                   word_weight=word_weight, attention=attention, dtype=dtype,
+                   rngs=nnx.Rngs(3))
+
+
+def _run(module, visual, words, mask):
+  out = module(jnp.asarray(visual, jnp.float32), jnp.asarray(words, jnp.float32),
+               jnp.asarray(mask))
+  return [np.asarray(x, np.float64) for x in out]
+
+
+def _softmax(x, axis=-1):
+  x = x - x.max(axis=axis, keepdims=True)
+  e = np.exp(x)
+  return e / e.sum(axis=axis, keepdims=True)
+
+
+def _reference(module, visual, words, mask, attention, pooling, word_weight):
+  """Eq.1-5 in float64 from the equations: every (pixel, word) is a token."""
+  p = lambda layer: (np.asarray(layer.kernel[...], np.float64),
+                     np.asarray(layer.bias[...], np.float64))
+  b, h, w, cv = visual.shape
+  n, cl = words.shape[1:]
+  hw = h * w
+  xs = (np.arange(w + 1) / w) * 2 - 1
+  ys = (np.arange(h + 1) / h) * 2 - 1
+  spatial = np.array([[xs[j], ys[i], xs[j + 1], ys[i + 1], (xs[j] + xs[j + 1]) / 2,
+                       (ys[i] + ys[i + 1]) / 2, 1 / w, 1 / h]
+                      for i in range(h) for j in range(w)])
+  vis = visual.reshape(b, hw, cv)
+  # f[b, n, p] = [v_p, e_n, s_p] (Eq.1).
+  f = np.concatenate([
+      np.broadcast_to(vis[:, None], (b, n, hw, cv)),
+      np.broadcast_to(words[:, :, None], (b, n, hw, cl)),
+      np.broadcast_to(spatial, (b, n, hw, 8))], -1)
+  valid_query = mask[:, :, None]  # (b, n, 1)
+  n_valid = mask.sum(1)
+  if attention == 'none':
+    features = f
+    weights = mask / n_valid[:, None]
+    pixel_attention = np.full((b, hw), 1 / hw)
+  else:
+    (wq, bq), (wk, bk), (wv, bv), (wo, bo) = map(
+        p, (module.query, module.key, module.value, module.out))
+    q, k, v = f @ wq + bq, f @ wk + bk, f @ wv + bv
+    if attention == 'full':
+      logits = np.einsum('bnpd,bmqd->bnpmq', q, k)  # Eq.2
+    else:
+      pixel = lambda wt, bias: (vis @ wt[:cv] + spatial @ wt[cv + cl:] + bias)
+      word = lambda wt: words @ wt[cv:cv + cl]
+      qa, ka, qb, kb = pixel(wq, bq), pixel(wk, bk), word(wq), word(wk)
+      terms = {
+          'pp': np.einsum('bpd,bqd->bpq', qa, ka)[:, None, :, None, :],
+          'pw': np.einsum('bpd,bmd->bpm', qa, kb)[:, None, :, :, None],
+          'wp': np.einsum('bnd,bqd->bnq', qb, ka)[:, :, None, None, :],
+          'ww': np.einsum('bnd,bmd->bnm', qb, kb)[:, :, None, :, None],
+      }
+      logits = sum(np.broadcast_to(terms[t], (b, n, hw, n, hw))
+                   for t in cmsa.ATTENTION_TERMS[attention])
+    logits = np.where(mask[:, None, None, :, None], logits, -np.inf)
+    attn = _softmax(logits.reshape(b, n, hw, n * hw)).reshape(logits.shape)
+    features = f + np.einsum('bnpmq,bmqd->bnpd', attn, v) @ wo + bo  # Eq.3
+    received = (attn * valid_query[..., None, None]).sum((1, 2))  # (b, m, q)
+    per_word = received.sum(-1)
+    if word_weight == 'mean':
+      per_word = per_word / (hw * n_valid[:, None])
+    weights = _softmax(np.where(mask, per_word, -np.inf))  # Eq.4
+    pixel_attention = received.sum(1) / (hw * n_valid[:, None])
+  if pooling == 'attention':
+    pooled = np.einsum('bn,bnpc->bpc', weights, features)  # Eq.5
+  elif pooling == 'avg':
+    pooled = np.einsum('bn,bnpc->bpc', mask / n_valid[:, None], features)
+  else:
+    pooled = np.where(valid_query[..., None], features, -np.inf).max(1)
+  return [pooled.reshape(b, h, w, -1), weights, pixel_attention.reshape(b, h, w)]
+
+
+@pytest.mark.parametrize('attention, pooling, word_weight', VARIANTS)
+def test_both_impls_match_numpy_reference(attention, pooling, word_weight):
+  visual, words = _inputs()
+  names = ('features', 'word_weights', 'pixel_attention')
+  dense = factorized = None
+  for impl in cmsa.IMPLS:
+    module = _module(impl, attention, pooling, word_weight)
+    got = _run(module, visual, words, MASK)
+    want = _reference(module, visual, words, MASK, attention, pooling, word_weight)
+    for name, g, x in zip(names, got, want):
+      np.testing.assert_allclose(g, x, atol=1e-4, rtol=0, err_msg=f'{impl} {name}')
+    dense, factorized = (got, factorized) if impl == 'dense' else (dense, got)
+  for name, d, f in zip(names, dense, factorized):
+    np.testing.assert_allclose(f, d, atol=1e-5, rtol=0, err_msg=name)
+  np.testing.assert_allclose(factorized[1].sum(1), 1, atol=1e-6)
+  assert np.all(factorized[1][~MASK] == 0)
+
+
+@pytest.mark.parametrize('impl, attention, pooling, word_weight', [
+    ('factorized', 'full', 'attention', 'mean'),
+    ('factorized', 'full', 'attention', 'sum'),
+    ('factorized', 'word_pixel', 'max', 'mean'),
+    ('factorized', 'word', 'avg', 'sum'),
+    ('dense', 'full', 'attention', 'sum'),
+    ('dense', 'pixel', 'max', 'mean'),
+])
+def test_appending_padding_changes_nothing(impl, attention, pooling, word_weight):
+  visual, words = _inputs(n=N + 3)  # The 3 extra words get random embeddings.
+  padded_mask = np.concatenate([MASK, np.zeros((B, 3), bool)], 1)
+  module = _module(impl, attention, pooling, word_weight)
+  short = _run(module, visual, words[:, :N], MASK)
+  long = _run(module, visual, words, padded_mask)
+  np.testing.assert_allclose(long[0], short[0], atol=1e-5)
+  np.testing.assert_allclose(long[1][:, :N], short[1], atol=1e-6)
+  assert np.all(long[1][:, N:] == 0)
+  np.testing.assert_allclose(long[2], short[2], atol=1e-6)
+
+
+def test_word_weight_sum_is_sharper_than_mean():
+  visual, words = _inputs()
+  mean = _run(_module(word_weight='mean'), visual, words, MASK)[1]
+  total = _run(_module(word_weight='sum'), visual, words, MASK)[1]
+  assert total.max(1).min() > mean.max(1).max()
+
+
+@pytest.mark.parametrize('attention, pooling', [
+    ('full', 'attention'), ('word_pixel', 'attention'), ('full', 'max'),
+    ('pixel', 'avg')])
+def test_factorized_gradients_match_dense(attention, pooling):
+  visual, words = _inputs()
+  cotangents = [np.random.default_rng(i).normal(size=s) for i, s in
+                enumerate([(B, H, W, CV + CL + 8), (B, N), (B, H, W)])]
+
+  def grads(impl):
+    module = _module(impl, attention, pooling)
+    graphdef, params = nnx.split(module)
+    def loss(params, visual, words):
+      out = nnx.merge(graphdef, params)(visual, words, jnp.asarray(MASK))
+      return sum(jnp.sum(o * c) for o, c in zip(out, cotangents))
+    return jax.jit(jax.grad(loss, argnums=(0, 1, 2)))(
+        params, jnp.asarray(visual, jnp.float32), jnp.asarray(words, jnp.float32))
+
+  dense, factorized = grads('dense'), grads('factorized')
+  leaves = zip(jax.tree.leaves(dense), jax.tree.leaves(factorized))
+  for d, f in leaves:
+    np.testing.assert_allclose(f, d, atol=1e-4, rtol=1e-4)
+  assert np.abs(np.asarray(dense[1])).max() > 1e-3  # Not vacuous.
+  assert np.abs(np.asarray(dense[0]['query']['kernel'][...])).max() > 1e-3
+
+
+def test_bfloat16_compute_is_close_to_float32():
+  visual, words = _inputs()
+  f32 = _run(_module(), visual, words, MASK)
+  bf16_module = _module(dtype=jnp.bfloat16)
+  assert bf16_module.query.kernel[...].dtype == jnp.float32
+  bf16 = _run(bf16_module, visual, words, MASK)
+  for a, b in zip(bf16, f32):
+    np.testing.assert_allclose(a, b, atol=5e-2 * np.abs(b).max())
+
+
+def test_rejects_bad_inputs():
+  visual, words = _inputs()
+  module = _module()
+  v, e, m = (jnp.asarray(visual, jnp.float32), jnp.asarray(words, jnp.float32),
+             jnp.asarray(MASK))
+  with pytest.raises(ValueError, match='visual'):
+    module(v[..., :-1], e, m)
+  with pytest.raises(ValueError, match='words'):
+    module(v, e[..., :-1], m)
+  with pytest.raises(ValueError, match='mask'):
+    module(v, e, m[:, :-1])
+  with pytest.raises(ValueError, match='mismatched'):
+    module(v, e[:1], m[:1])
+
+
+@pytest.mark.parametrize('kwargs, match', [
+    (dict(impl='flash'), 'impl'),
+    (dict(pooling='median'), 'pooling'),
+    (dict(word_weight='max'), 'word_weight'),
+    (dict(attention='cross'), 'attention'),
+    (dict(attention='none', pooling='attention'), 'attention'),
+])
+def test_rejects_bad_options(kwargs, match):
+  with pytest.raises(ValueError, match=match):
+    cmsa.CMSA(CV, CL, rngs=nnx.Rngs(0), **kwargs)

@@ -1,0 +1,92 @@
+"""Eq.6-7: gated multi-level fusion and its ablations."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from cmsa_jax import gmlf
+
+B, H, W, DIM = 2, 4, 5, 6
+IN_DIMS = (3, 7, 4)
+
+
+def _conv(x, layer):
+  """'SAME' cross-correlation with an odd (k, k, in, out) kernel, + bias."""
+  kernel = np.asarray(layer.kernel[...], np.float64)
+  k = kernel.shape[0]
+  pad = k // 2
+  xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  h, w = x.shape[1:3]
+  out = sum(xp[:, i:i + h, j:j + w] @ kernel[i, j] for i in range(k) for j in range(k))
+  return out + np.asarray(layer.bias[...], np.float64)
+
+
+def _sigmoid(x):
+  return 1 / (1 + np.exp(-x))
+
+
+def _reference(module, features, fusion):
+  xs = [_conv(f, proj) for f, proj in zip(features, module.project)]
+  if fusion in ('res5', 'sum'):
+    fused = sum(xs)
+  else:
+    m = [_sigmoid(_conv(x, g)) for x, g in zip(xs, module.memory_gate)]
+    r = [_sigmoid(_conv(x, g)) for x, g in zip(xs, module.reset_gate)]
+    gamma = np.asarray(module.gamma[...]) if fusion == 'gated' else None
+    fused = 0
+    for i, x in enumerate(xs):
+      f_o = m[i] * x  # Eq.6
+      if fusion == 'gated':
+        f_o = f_o + sum(gamma[j] * m[j] * xs[j] for j in range(len(xs)) if j != i)
+      fused = fused + r[i] * np.tanh(f_o) + (1 - r[i]) * x  # Eq.7
+  return _conv(fused, module.score)[..., 0]
+
+
+@pytest.mark.parametrize('fusion', gmlf.FUSIONS)
+def test_matches_numpy_reference(fusion):
+  in_dims = IN_DIMS[-1:] if fusion == 'res5' else IN_DIMS
+  module = gmlf.GMLF(in_dims, dim=DIM, fusion=fusion, rngs=nnx.Rngs(0))
+  if fusion == 'gated':  # Distinct gammas, so a swapped index would show.
+    module.gamma[...] = jnp.array([0.3, -0.7, 1.2])
+  rng = np.random.default_rng(1)
+  features = [rng.normal(size=(B, H, W, c)) for c in in_dims]
+  got = module([jnp.asarray(f, jnp.float32) for f in features])
+  assert got.shape == (B, H, W) and got.dtype == jnp.float32
+  np.testing.assert_allclose(got, _reference(module, features, fusion),
+                             atol=1e-4, rtol=0)
+
+
+def test_variants_differ():
+  rng = np.random.default_rng(2)
+  features = [jnp.asarray(rng.normal(size=(B, H, W, c)), jnp.float32) for c in IN_DIMS]
+  outs = {f: np.asarray(gmlf.GMLF(IN_DIMS, dim=DIM, fusion=f, rngs=nnx.Rngs(0))(features))
+          for f in ('sum', 'self_gated', 'gated')}
+  assert np.abs(outs['gated'] - outs['self_gated']).max() > 1e-3
+  assert np.abs(outs['self_gated'] - outs['sum']).max() > 1e-3
+
+
+def test_gamma_is_learnable_per_level():
+  module = gmlf.GMLF(IN_DIMS, dim=DIM, rngs=nnx.Rngs(0))
+  params = nnx.state(module, nnx.Param)
+  assert params['gamma'][...].shape == (3,)
+  np.testing.assert_allclose(params['gamma'][...], gmlf.GAMMA_INIT)
+
+
+@pytest.mark.parametrize('in_dims, fusion, match', [
+    (IN_DIMS, 'res5', 'exactly 1'),
+    ((), 'gated', '>= 1'),
+    (IN_DIMS, 'concat', 'fusion'),
+])
+def test_rejects_bad_options(in_dims, fusion, match):
+  with pytest.raises(ValueError, match=match):
+    gmlf.GMLF(in_dims, dim=DIM, fusion=fusion, rngs=nnx.Rngs(0))
+
+
+def test_rejects_bad_features():
+  module = gmlf.GMLF(IN_DIMS, dim=DIM, rngs=nnx.Rngs(0))
+  ok = [jnp.zeros((B, H, W, c)) for c in IN_DIMS]
+  with pytest.raises(ValueError, match='3 features'):
+    module(ok[:2])
+  with pytest.raises(ValueError, match='channels'):
+    module(ok[:2] + [jnp.zeros((B, H, W, 5))])
