@@ -191,11 +191,13 @@ class CMSA(nnx.Module):
     if attention == 'none':
       return
     in_dim = visual_dim + word_dim + multimodal.SPATIAL_DIM
-    linear = lambda i, o: nnx.Linear(
-        i, o, dtype=dtype, kernel_init=nnx.initializers.xavier_uniform(),
-        rngs=rngs)
+    linear = lambda i, o, use_bias=True: nnx.Linear(
+        i, o, use_bias=use_bias, dtype=dtype,
+        kernel_init=nnx.initializers.xavier_uniform(), rngs=rngs)
     self.query = linear(in_dim, attn_dim)  # Eq.2
-    self.key = linear(in_dim, attn_dim)
+    # A key bias adds q.b_k to every logit of a query: the softmax ignores it, so
+    # its gradient is exactly zero and Adam would only amplify rounding noise.
+    self.key = linear(in_dim, attn_dim, use_bias=False)
     self.value = linear(in_dim, attn_dim)
     self.out = linear(attn_dim, in_dim)  # Eq.3, back to the input width.
 
@@ -212,7 +214,7 @@ class CMSA(nnx.Module):
       raise ValueError(f'CMSA got mismatched visual {visual.shape}, '
                        f'words {words.shape}, mask {mask.shape}.')
     visual, words = visual.astype(self.dtype), words.astype(self.dtype)
-    mask = mask.astype(bool)
+    mask = jnp.asarray(mask, bool)  # A traced array even when given numpy.
     if self.attention == 'none':
       run = self._no_attention
     else:
@@ -261,8 +263,9 @@ class CMSA(nnx.Module):
     """Pixel part W[v_p; 0; s_p] + b (B, hw, d), word part W[0; e_n; 0] (B, N, d)."""
     kernel = linear.kernel[...].astype(self.dtype)
     cv, cl = self.visual_dim, self.word_dim
-    pixel = (visual @ kernel[:cv] + spatial @ kernel[cv + cl:]
-             + linear.bias[...].astype(self.dtype))
+    pixel = visual @ kernel[:cv] + spatial @ kernel[cv + cl:]
+    if linear.bias is not None:
+      pixel = pixel + linear.bias[...].astype(self.dtype)
     return pixel, words @ kernel[cv:cv + cl]
 
   def _factorized(self, visual, words, mask):

@@ -155,9 +155,7 @@ def checkpoint_manager(config, workdir):
   return ocp.CheckpointManager(
       os.path.abspath(os.path.join(workdir, 'checkpoints')),
       options=ocp.CheckpointManagerOptions(
-          max_to_keep=config.keep_checkpoints,
-          save_interval_steps=config.checkpoint_every_steps,
-          enable_async_checkpointing=True))
+          max_to_keep=config.keep_checkpoints, enable_async_checkpointing=True))
 
 
 def checkpoint_items(state, config, vocab, data_iter=None):

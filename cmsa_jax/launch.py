@@ -1,13 +1,21 @@
 """The one function main.py calls: set up JAX, then train, evaluate or predict."""
 
+import logging as std_logging
+
 from absl import logging
 import jax
 
 MODES = ('train', 'eval', 'predict')
 
 
+def _quiet_orbax(record):
+  """Keeps orbax's per-file INFO lines out of the console; warnings still show."""
+  return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
+
+
 def launch(mode, config, workdir, *, step=None, image=None, expression=None, output=None):
   """Runs `mode` (see MODES). User mistakes raise ValueError / FileNotFoundError."""
+  logging.get_absl_handler().addFilter(_quiet_orbax)
   if mode not in MODES:
     raise ValueError(f'--mode={mode!r}; expected one of {MODES}')
   if config is None and mode == 'train':

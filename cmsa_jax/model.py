@@ -33,9 +33,9 @@ def normalize_images(images: jax.Array) -> jax.Array:
 
 
 def _check_inputs(images, tokens, token_mask):
-  if images.ndim != 4 or images.shape[-1] != 3 or not jnp.issubdtype(
-      images.dtype, jnp.floating):
-    raise ValueError('images must be float (B, H, W, 3) RGB in [0, 255], got '
+  if images.ndim != 4 or images.shape[-1] != 3 or not (
+      jnp.issubdtype(images.dtype, jnp.floating) or images.dtype == jnp.uint8):
+    raise ValueError('images must be uint8 or float (B, H, W, 3) RGB in [0, 255], got '
                      f'{images.dtype} {images.shape}.')
   if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
     raise ValueError(f'tokens must be integer (B, N), got {tokens.dtype} {tokens.shape}.')

@@ -39,7 +39,7 @@ def run_model(model, vocab, image, expression, *, image_size, max_words):
   """Probability (H, W), heatmap (H, W) at the image's size, word attention (3, n), words."""
   tokens, token_mask = vocab.encode(expression, max_words, strict=True)
   padded, info = input_pipeline.resize_and_pad(image, image_size)
-  out = model(padded[None].astype(np.float32), tokens[None], token_mask[None])
+  out = model(padded[None], tokens[None], token_mask[None])
   prob = input_pipeline.unpad_and_resize(np.asarray(jax.nn.sigmoid(out['logits'][0])), info)
   heatmap = input_pipeline.unpad_and_resize(upsample(out['heatmap'][0], image_size), info)
   n = int(token_mask.sum())

@@ -110,7 +110,7 @@ def train_and_evaluate(config, workdir):
       writer.write_scalars(step, summary)
       history = []
     progress.update(step)
-    if mngr.should_save(step) or step == config.num_train_steps:
+    if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps:
       mngr.save(step, args=experiment.checkpoint_items(state, config, vocab, train_iter),
                 force=True)
   mngr.wait_until_finished()

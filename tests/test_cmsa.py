@@ -45,7 +45,7 @@ def _softmax(x, axis=-1):
 def _reference(module, visual, words, mask, attention, pooling, word_weight):
   """Eq.1-5 in float64 from the equations: every (pixel, word) is a token."""
   p = lambda layer: (np.asarray(layer.kernel[...], np.float64),
-                     np.asarray(layer.bias[...], np.float64))
+                     0.0 if layer.bias is None else np.asarray(layer.bias[...], np.float64))
   b, h, w, cv = visual.shape
   n, cl = words.shape[1:]
   hw = h * w

@@ -114,7 +114,7 @@ def test_normalize_images():
 @pytest.mark.parametrize('which, bad, match', [
     ('images', jnp.zeros((32, 32, 3)), 'images'),
     ('images', jnp.zeros((2, 32, 32, 4)), 'images'),
-    ('images', jnp.zeros((2, 32, 32, 3), jnp.uint8), 'images'),
+    ('images', jnp.zeros((2, 32, 32, 3), jnp.int32), 'images'),
     ('tokens', jnp.zeros((2, 5), jnp.float32), 'tokens'),
     ('tokens', jnp.zeros((2, 5, 1), jnp.int32), 'tokens'),
     ('mask', jnp.ones((2, 5), jnp.int32), 'token_mask'),

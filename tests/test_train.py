@@ -27,6 +27,7 @@ _SHARDED_SCRIPT = textwrap.dedent('''
     config.model.backbone_width = 4
     config.model.embed_dim = config.model.attn_dim = config.model.fusion_dim = 16
     config.image_size = 32
+    config.learning_rate = 2.5e-4  # The paper's.
     graphdef, state, tx = experiment.create_train_state(config, vocab_size=30)
     rng = np.random.default_rng(0)
     batch = {'image': rng.uniform(0, 255, (8, 32, 32, 3)).astype(np.float32),
