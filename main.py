@@ -25,16 +25,30 @@ flags.DEFINE_string('expression', None, 'predict: the referring expression.')
 flags.DEFINE_string('output', None, 'predict: directory for the pictures.')
 
 
+def _user_error(e):
+  logging.debug('Traceback:', exc_info=True)
+  sys.exit(f'Error: {e}\n(--verbosity=1 shows the traceback.)')
+
+
+def parse_flags(argv):
+  """absl's parsing, with config-file and --config.<key> mistakes as one-line errors."""
+  try:
+    return FLAGS(argv)
+  except (KeyError, AttributeError) as e:
+    _user_error(f'unknown config field {e}: --config.<field> must name a field of the config file')
+  except (flags.Error, OSError, ValueError) as e:
+    _user_error(e)
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   try:
     launch.launch(FLAGS.mode, FLAGS.config, FLAGS.workdir, step=FLAGS.step,
                   image=FLAGS.image, expression=FLAGS.expression, output=FLAGS.output)
-  except (ValueError, FileNotFoundError) as e:
-    logging.debug('Traceback:', exc_info=True)
-    sys.exit(f'Error: {e}\n(--verbosity=1 shows the traceback.)')
+  except (ValueError, OSError) as e:  # User mistakes: bad values, missing or unreadable files.
+    _user_error(e)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(main, flags_parser=parse_flags)

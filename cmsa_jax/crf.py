@@ -13,7 +13,7 @@ def dense_crf(image, prob, *, iterations=5):
   Unary -log p, Gaussian kernel sxy=3 compat=3, bilateral sxy=20 srgb=3
   compat=10, 5 mean-field iterations (official settings).
   """
-  image = np.ascontiguousarray(image, dtype=np.uint8)
+  image = np.require(image, np.uint8, ['C_CONTIGUOUS', 'WRITEABLE'])  # pydensecrf needs both.
   prob = np.clip(np.asarray(prob, np.float32), _EPS, 1 - _EPS)
   if image.ndim != 3 or image.shape[2] != 3 or image.shape[:2] != prob.shape:
     raise ValueError(f'image {image.shape} must be (H, W, 3) matching prob {prob.shape}')

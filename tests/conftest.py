@@ -5,8 +5,7 @@ import pytest
 from configs import demo
 
 
-@pytest.fixture
-def tiny_config():
+def make_tiny_config():
   """The demo config shrunk to seconds: tiny model, few steps, small eval."""
   config = demo.get_config()
   config.synthetic.num_train = 64
@@ -22,3 +21,8 @@ def tiny_config():
   config.checkpoint_every_steps = 2
   config.crf = False
   return config
+
+
+@pytest.fixture
+def tiny_config():
+  return make_tiny_config()

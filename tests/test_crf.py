@@ -15,6 +15,7 @@ def test_crf_recovers_sharp_object_from_blurry_probabilities():
   d = np.sqrt((yy - 24) ** 2 + (xx - 33) ** 2)
   prob = 1 / (1 + np.exp((d - 12) / 3.0))
   before = np.logical_and(prob >= 0.5, obj).sum() / np.logical_or(prob >= 0.5, obj).sum()
+  image.flags.writeable = False  # As np.asarray(PIL image) gives.
   out = crf.dense_crf(image, prob)
   after = np.logical_and(out, obj).sum() / np.logical_or(out, obj).sum()
   assert out.dtype == bool and out.shape == (h, w)

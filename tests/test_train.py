@@ -9,11 +9,14 @@ import textwrap
 
 import jax
 import numpy as np
+from PIL import Image
 import pytest
 
+import conftest
 from cmsa_jax import evaluate
 from cmsa_jax import experiment
 from cmsa_jax import input_pipeline
+from cmsa_jax import predict
 from cmsa_jax import train
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -90,9 +93,16 @@ def _predictions(model, vocab, config):
       model, batch['image'], batch['tokens'], batch['token_mask']))
 
 
-def test_checkpoint_restore_resume_and_eval(tiny_config, tmp_path):
-  workdir = str(tmp_path / 'run')
-  metrics = train.train_and_evaluate(tiny_config, workdir)
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+  """A tiny model trained (and evaluated) for a few steps: (config, workdir, metrics)."""
+  config = conftest.make_tiny_config()
+  workdir = str(tmp_path_factory.mktemp('trained') / 'run')
+  return config, workdir, train.train_and_evaluate(config, workdir)
+
+
+def test_checkpoint_restore_resume_and_eval(trained, tmp_path):
+  tiny_config, workdir, metrics = trained
   with open(os.path.join(workdir, 'eval', 'metrics.json')) as f:
     assert json.load(f)['overall_iou'] == pytest.approx(metrics['overall_iou'])
   assert os.path.isfile(os.path.join(workdir, 'eval', 'metrics.md'))
@@ -119,3 +129,44 @@ def test_checkpoint_restore_resume_and_eval(tiny_config, tmp_path):
   resumed, *_ = experiment.restore_model(str(resumed_dir))
   np.testing.assert_allclose(_predictions(resumed, vocab, tiny_config),
                              _predictions(model, vocab, tiny_config), atol=1e-6)
+
+
+def test_predict_writes_pictures_for_any_image(trained, tmp_path):
+  _, workdir, _ = trained
+  for name, size, mode in (('photo.jpg', (45, 70), 'RGB'), ('gray.png', (33, 20), 'L')):
+    path = tmp_path / name
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, size + ((3,) if mode == 'RGB' else ()),
+                                                      dtype=np.uint8), mode).save(path)
+    out = predict.predict(None, workdir, str(path), 'the red circle', str(tmp_path / name[:-4]))
+    assert sorted(out) == ['heatmap', 'mask', 'overlay', 'word_attention']
+    with Image.open(out['mask']) as mask, Image.open(out['overlay']) as overlay:
+      assert mask.size == overlay.size == size[::-1]
+    assert os.path.getsize(out['word_attention']) > 1000
+
+
+@pytest.mark.parametrize('image, expression, error, match', [
+    ('missing.jpg', 'the red circle', FileNotFoundError, 'no such file'),
+    ('notes.jpg', 'the red circle', ValueError, 'Pillow cannot read'),
+    ('ok.png', '', ValueError, 'no word in the vocabulary'),
+    ('ok.png', 'zebra xylophone', ValueError, 'no word in the vocabulary'),
+])
+def test_predict_bad_input(trained, tmp_path, image, expression, error, match):
+  _, workdir, _ = trained
+  (tmp_path / 'notes.jpg').write_text('not an image')
+  Image.new('RGB', (8, 8)).save(tmp_path / 'ok.png')
+  with pytest.raises(error, match=match):
+    predict.predict(None, workdir, str(tmp_path / image), expression, str(tmp_path / 'out'))
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--config=configs/nope.py', '--workdir={tmp}'], 'nope.py'),
+    (['--config=configs/demo.py', '--workdir={tmp}', '--mode=eval'], 'Error: no checkpoint in'),
+    (['--config=configs/demo.py', '--workdir={tmp}', '--config.no_such_key=1'], 'no_such_key'),
+])
+def test_main_reports_user_mistakes_without_a_traceback(tmp_path, args, message):
+  out = subprocess.run([sys.executable, 'main.py'] + [a.format(tmp=tmp_path) for a in args],
+                       cwd=ROOT, capture_output=True, text=True, timeout=300,
+                       env=dict(os.environ, JAX_PLATFORMS='cpu'))
+  assert out.returncode != 0
+  assert message in out.stderr
+  assert 'Traceback' not in out.stderr
