@@ -1,7 +1,6 @@
 """Training: a jitted train step data-parallel over every device, orbax checkpoints."""
 
 import functools
-import os
 
 from absl import logging
 import jax
