@@ -28,6 +28,8 @@ import PIL.Image
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.data_sources import base as tfds_sources
 
+from cmsa_jax import writers
+
 _RESAMPLE = {'bilinear': PIL.Image.BILINEAR, 'nearest': PIL.Image.NEAREST}
 # Batched by stacking; everything else an eval example holds stays a list.
 _DEVICE_KEYS = ('image', 'mask', 'tokens', 'token_mask', 'frames')
@@ -168,7 +170,9 @@ def sentence_index(source):
     raise ValueError('source is empty')
   view = _lazy(source, skip_image=True)
   pairs, texts = [], []
+  progress = writers.Progress('sentence index', len(view), unit='records')
   for r in range(len(view)):
+    progress.update(r + 1)
     record = view[r]
     sentences, num_objects = record['sentences'], len(record['objects']['mask'])
     for s, (text, obj) in enumerate(zip(sentences['text'], sentences['object_index'])):
