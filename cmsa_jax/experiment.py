@@ -62,14 +62,18 @@ def has_all_objects(config):
   return config.dataset.split('/')[0] == SYNTHETIC
 
 
-def build_vocabulary(config, workdir):
-  """Loads `workdir/vocab.json`, or builds it from the training split and saves it."""
+def build_vocabulary(config, workdir, index=None):
+  """Loads `workdir/vocab.json`, or builds it from the training split and saves it.
+
+  `index`: the training source's `input_pipeline.sentence_index`, if already built.
+  """
   path = os.path.join(workdir, 'vocab.json')
   if os.path.exists(path):
     return text.Vocabulary.load(path)
-  from cmsa_jax import input_pipeline  # pylint: disable=g-import-not-at-top
-  source = load_source(config, config.train_split)
-  vocab = text.Vocabulary.build(input_pipeline.sentence_index(source).texts)
+  if index is None:
+    from cmsa_jax import input_pipeline  # pylint: disable=g-import-not-at-top
+    index = input_pipeline.sentence_index(load_source(config, config.train_split))
+  vocab = text.Vocabulary.build(index.texts)
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
     vocab.save(path)

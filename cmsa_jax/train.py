@@ -66,16 +66,17 @@ def check_batch_size(batch_size, name='batch_size'):
 def train_and_evaluate(config, workdir):
   """Trains (resuming from the latest checkpoint), then evaluates on config.eval_split."""
   local_batch = check_batch_size(config.batch_size)
-  vocab = experiment.build_vocabulary(config, workdir)
+  train_source = experiment.load_source(config, config.train_split)
+  index = input_pipeline.sentence_index(train_source)
+  vocab = experiment.build_vocabulary(config, workdir, index)
   graphdef, state, tx = experiment.create_train_state(config, len(vocab))
   mesh = make_mesh()
   replicated, data_sharding = shardings(mesh)
 
   train_iter = input_pipeline.create_train_iterator(
-      experiment.load_source(config, config.train_split), vocab,
-      batch_size=local_batch, image_size=config.image_size, max_words=config.max_words,
-      seed=config.seed, num_workers=config.num_workers,
-      shard_index=jax.process_index(), shard_count=jax.process_count())
+      train_source, vocab, batch_size=local_batch, image_size=config.image_size,
+      max_words=config.max_words, seed=config.seed, num_workers=config.num_workers,
+      shard_index=jax.process_index(), shard_count=jax.process_count(), index=index)
 
   mngr = experiment.checkpoint_manager(config, workdir)
   if mngr.latest_step() is not None:
