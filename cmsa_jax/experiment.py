@@ -155,9 +155,13 @@ def merge_model(graphdef, state):
 # Checkpoints.
 
 
+def checkpoint_dir(workdir):
+  return os.path.abspath(os.path.join(workdir, 'checkpoints'))
+
+
 def checkpoint_manager(config, workdir):
   return ocp.CheckpointManager(
-      os.path.abspath(os.path.join(workdir, 'checkpoints')),
+      checkpoint_dir(workdir),
       options=ocp.CheckpointManagerOptions(
           max_to_keep=config.keep_checkpoints, enable_async_checkpointing=True))
 
@@ -174,7 +178,7 @@ def checkpoint_items(state, config, vocab, data_iter=None):
 
 def checkpoint_step(workdir, step=None):
   """The checkpoint step to restore: `step`, or the latest; clear error if none."""
-  directory = os.path.join(workdir, 'checkpoints')
+  directory = checkpoint_dir(workdir)
   steps = ocp.utils.checkpoint_steps(directory) if os.path.isdir(directory) else []
   if not steps:
     raise FileNotFoundError(
@@ -191,7 +195,7 @@ def checkpoint_step(workdir, step=None):
 def restore_config_and_vocab(workdir, step=None):
   """The config and vocabulary saved with a checkpoint (no model needed)."""
   step = checkpoint_step(workdir, step)
-  with ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, 'checkpoints'))) as mngr:
+  with ocp.CheckpointManager(checkpoint_dir(workdir)) as mngr:
     restored = mngr.restore(step, args=ocp.args.Composite(
         config=ocp.args.JsonRestore(), vocab=ocp.args.JsonRestore()))
   config = ml_collections.ConfigDict(restored.config)
@@ -207,7 +211,7 @@ def restore_model(workdir, step=None):
   config.backbone_init = ''  # The checkpoint holds the weights.
   graphdef, state, _ = create_train_state(config, len(vocab))
   abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
-  with ocp.CheckpointManager(os.path.abspath(os.path.join(workdir, 'checkpoints'))) as mngr:
+  with ocp.CheckpointManager(checkpoint_dir(workdir)) as mngr:
     state = mngr.restore(step, args=ocp.args.Composite(
         state=ocp.args.StandardRestore(abstract))).state
   logging.info('Restored step %d from %s.', step, workdir)
