@@ -176,8 +176,10 @@ class CMSA(nnx.Module):
   def __init__(self, visual_dim: int, word_dim: int, *, attn_dim: int = 512,
                impl: str = 'factorized', pooling: str = 'attention',
                word_weight: str = 'mean', attention: str = 'full',
-               dtype=jnp.float32, rngs: nnx.Rngs):
+               qk_init_scale: float = 1.0, dtype=jnp.float32, rngs: nnx.Rngs):
     _check_choice('impl', impl, IMPLS)
+    if not qk_init_scale > 0:
+      raise ValueError(f'qk_init_scale must be > 0, got {qk_init_scale}.')
     _check_choice('pooling', pooling, POOLINGS)
     _check_choice('word_weight', word_weight, WORD_WEIGHTS)
     _check_choice('attention', attention, ATTENTION_TERMS)
@@ -191,13 +193,14 @@ class CMSA(nnx.Module):
     if attention == 'none':
       return
     in_dim = visual_dim + word_dim + multimodal.SPATIAL_DIM
-    linear = lambda i, o, use_bias=True: nnx.Linear(
-        i, o, use_bias=use_bias, dtype=dtype,
-        kernel_init=nnx.initializers.xavier_uniform(), rngs=rngs)
-    self.query = linear(in_dim, attn_dim)  # Eq.2
+    # Xavier uniform, the query and key kernels times qk_init_scale.
+    linear = lambda i, o, use_bias=True, scale=1.0: nnx.Linear(
+        i, o, use_bias=use_bias, dtype=dtype, rngs=rngs,
+        kernel_init=nnx.initializers.variance_scaling(scale**2, 'fan_avg', 'uniform'))
+    self.query = linear(in_dim, attn_dim, scale=qk_init_scale)  # Eq.2
     # A key bias adds q.b_k to every logit of a query: the softmax ignores it, so
     # its gradient is exactly zero and Adam would only amplify rounding noise.
-    self.key = linear(in_dim, attn_dim, use_bias=False)
+    self.key = linear(in_dim, attn_dim, use_bias=False, scale=qk_init_scale)
     self.value = linear(in_dim, attn_dim)
     self.out = linear(attn_dim, in_dim)  # Eq.3, back to the input width.
 

@@ -1,6 +1,7 @@
 """Evaluation at the original resolution: overall/mean IoU and prec@X, with and
 without DenseCRF, and trivial baselines where every object of a scene is known."""
 
+import collections
 import json
 import os
 
@@ -29,6 +30,8 @@ def _score_example(batch, j, prob, scores, use_crf):
   prob = input_pipeline.unpad_and_resize(prob, batch['resize_info'][j])
   target = batch['orig_mask'][j]
   scores['model'].update(prob >= 0.5, target)
+  if 'family' in batch:
+    scores['family'][batch['family'][j]].update(prob >= 0.5, target)
   if use_crf:
     scores['crf'].update(crf.dense_crf(batch['orig_image'][j], prob), target)
   for name in BASELINES:
@@ -48,6 +51,7 @@ def evaluate_model(model, config, vocab, workdir, *, step):
       max_words=config.max_words, with_baselines=with_baselines, index=index)
   scores = {name: metrics_lib.IoUAccumulator() for name in
             ['model', 'crf'] + [f'baseline_{b}' for b in BASELINES]}
+  scores['family'] = collections.defaultdict(metrics_lib.IoUAccumulator)
   progress = writers.Progress('eval', total, unit='examples')
   done = 0
   for batch in eval_iter:
@@ -68,6 +72,8 @@ def evaluate_model(model, config, vocab, workdir, *, step):
     for name in BASELINES:
       key = f'baseline_{name}'
       results[f'{key}_overall_iou'] = scores[key].result()['overall_iou']
+  for name, acc in sorted(scores['family'].items()):
+    results[f'family_{name}_overall_iou'] = acc.result()['overall_iou']
   results['step'] = step
   _write(results, scores, config, workdir)
   return results
@@ -88,9 +94,13 @@ def _write(results, scores, config, workdir):
       rows[f'baseline: {name.replace("_", " ")}'] = scores[f'baseline_{name}'].result()
   title = (f'{config.dataset} {config.eval_split}, step {results["step"]}, '
            f'{results["num_examples"]} expressions (%)\n\n')
+  text = title + metrics_lib.markdown_table(rows)
+  if scores['family']:
+    text += '\nCMSA by expression family (%)\n\n' + metrics_lib.markdown_table(
+        {name: acc.result() for name, acc in sorted(scores['family'].items())}, first='family')
   with open(os.path.join(out, 'metrics.md'), 'w') as f:
-    f.write(title + metrics_lib.markdown_table(rows))
-  logging.info('Evaluation:\n%s', title + metrics_lib.markdown_table(rows))
+    f.write(text)
+  logging.info('Evaluation:\n%s', text)
 
 
 ARCHITECTURE_KEYS = ('model', 'dtype', 'image_size', 'max_words')

@@ -94,7 +94,8 @@ def create_model(config, vocab_size, *, seed=0):
       embed_dim=m.embed_dim, attn_dim=m.attn_dim, fusion_dim=m.fusion_dim,
       cmsa_impl=m.cmsa_impl, pooling=m.pooling, word_weight=m.word_weight,
       attention=m.attention, fusion=m.fusion, dtype=jnp.dtype(config.dtype),
-      rngs=nnx.Rngs(seed))
+      # Init only (restored weights replace it); configs saved before it existed lack it.
+      qk_init_scale=m.get('qk_init_scale', 1.0), rngs=nnx.Rngs(seed))
 
 
 def trainable_filter(config):

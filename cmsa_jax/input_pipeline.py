@@ -226,6 +226,8 @@ class _LoadExample:
       example.update(orig_image=image, orig_mask=mask.astype(bool))
     if self._with_baselines:
       example.update(self._baselines(masks))
+    if 'family' in sentences:  # Synthetic expressions: scored per family too.
+      example['family'] = _str(sentences['family'][s])
     example.update(index=(r, s), text=text, resize_info=info)
     return example
 

@@ -44,10 +44,10 @@ class IoUAccumulator:
     return {prefix + k: v for k, v in out.items()}
 
 
-def markdown_table(rows):
+def markdown_table(rows, first='method'):
   """The paper's table format: one row per method, prec@X, overall IoU, mean IoU (in %)."""
   cols = [f'prec@{t}' for t in PREC_THRESHOLDS] + ['overall_iou', 'mean_iou']
-  head = '| method | ' + ' | '.join(cols) + ' |'
+  head = f'| {first} | ' + ' | '.join(cols) + ' |'
   lines = [head, '|' + '---|' * (len(cols) + 1)]
   for name, metrics in rows.items():
     lines.append(f'| {name} | ' + ' | '.join(f'{100 * metrics[c]:.2f}' for c in cols) + ' |')

@@ -63,7 +63,8 @@ class CMSAModel(nnx.Module):
                attn_dim: int = 512, fusion_dim: int = 500,
                cmsa_impl: str = 'factorized', pooling: str = 'attention',
                word_weight: str = 'mean', attention: str = 'full',
-               fusion: str = 'gated', dtype=jnp.float32, rngs: nnx.Rngs):
+               qk_init_scale: float = 1.0, fusion: str = 'gated',
+               dtype=jnp.float32, rngs: nnx.Rngs):
     self.backbone = resnet.ResNet(blocks=backbone_blocks, width=backbone_width,
                                   dtype=dtype, rngs=rngs)
     self.embed = nnx.Embed(vocab_size, embed_dim, dtype=dtype,
@@ -74,7 +75,8 @@ class CMSAModel(nnx.Module):
     self.cmsa = nnx.List([
         cmsa.CMSA(c, embed_dim, attn_dim=attn_dim, impl=cmsa_impl,
                   pooling=pooling, word_weight=word_weight,
-                  attention=attention, dtype=dtype, rngs=rngs)
+                  attention=attention, qk_init_scale=qk_init_scale,
+                  dtype=dtype, rngs=rngs)
         for c in visual_dims])
     self.fusion = gmlf.GMLF(
         [c + embed_dim + multimodal.SPATIAL_DIM for c in visual_dims],

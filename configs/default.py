@@ -34,6 +34,8 @@ def get_config():
   config.model.pooling = 'attention'  # Table 1: 'attention' | 'max' | 'avg'.
   config.model.word_weight = 'mean'  # Eq.4/11: 'mean' | 'sum' (literal); see README.
   config.model.attention = 'full'  # Table 2: 'none' | 'word' | 'pixel' | 'word_pixel' | 'full'.
+  # Xavier init of the q/k maps times this (the paper does not say; 1 = Xavier).
+  config.model.qk_init_scale = 1.0
   config.model.fusion = 'gated'  # Table 2: 'res5' | 'sum' | 'self_gated' | 'gated'.
   config.backbone_init = ''  # .npz from `python -m cmsa_jax.tools.import_weights`.
   # The official code trains only the layers after the (DeepLab-initialised) backbone.

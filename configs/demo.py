@@ -17,6 +17,7 @@ def get_config():
   config.synthetic.num_eval = 500
   config.synthetic.image_size = 96  # Output stride 8: a perfect 12x12 logit map scores 0.86 IoU.
   config.image_size = 96
+  config.max_words = 10  # The longest synthetic expressions (relations) have 10 words.
   config.num_workers = 0
 
   # A tiny ResNet trained from scratch; the CMSA/GMLF structure is the paper's.
@@ -25,13 +26,14 @@ def get_config():
   config.model.embed_dim = 64
   config.model.attn_dim = 64
   config.model.fusion_dim = 64
+  config.model.qk_init_scale = 16.0  # See the README's demo section.
   config.freeze_backbone = False
 
   config.batch_size = 16
   config.learning_rate = 2e-3
   config.end_learning_rate = 1e-5
-  config.num_train_steps = 1500
+  config.num_train_steps = 2400
   config.log_every_steps = 100
-  config.checkpoint_every_steps = 500
+  config.checkpoint_every_steps = 800
   config.eval_batch_size = 50
   return config

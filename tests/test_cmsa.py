@@ -203,7 +203,19 @@ def test_rejects_bad_inputs():
     (dict(word_weight='max'), 'word_weight'),
     (dict(attention='cross'), 'attention'),
     (dict(attention='none', pooling='attention'), 'attention'),
+    (dict(qk_init_scale=0.0), 'qk_init_scale'),
 ])
 def test_rejects_bad_options(kwargs, match):
   with pytest.raises(ValueError, match=match):
     cmsa.CMSA(CV, CL, rngs=nnx.Rngs(0), **kwargs)
+
+
+def test_qk_init_scale_scales_only_query_and_key_kernels():
+  make = lambda scale: cmsa.CMSA(CV, CL, attn_dim=D, qk_init_scale=scale, rngs=nnx.Rngs(3))
+  flat = lambda m: dict(nnx.to_flat_state(nnx.state(m, nnx.Param)))
+  base, scaled = flat(make(1.0)), flat(make(4.0))
+  assert base.keys() == scaled.keys()
+  for path, x in base.items():
+    factor = 4.0 if path[0] in ('query', 'key') and path[-1] == 'kernel' else 1.0
+    np.testing.assert_allclose(np.asarray(scaled[path].get_value()),
+                               factor * np.asarray(x.get_value()), rtol=1e-6, err_msg=str(path))
