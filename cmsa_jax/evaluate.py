@@ -28,10 +28,10 @@ def predict_probabilities(model, image, tokens, token_mask):
 def _score_example(batch, j, prob, scores, use_crf):
   """Scores example j of a batch given its probability map at input size."""
   prob = input_pipeline.unpad_and_resize(prob, batch['resize_info'][j])
-  target = batch['orig_mask'][j]
-  scores['model'].update(prob >= 0.5, target)
+  target, pred = batch['orig_mask'][j], prob >= 0.5
+  scores['model'].update(pred, target)
   if 'family' in batch:
-    scores['family'][batch['family'][j]].update(prob >= 0.5, target)
+    scores['family'][batch['family'][j]].update(pred, target)
   if use_crf:
     scores['crf'].update(crf.dense_crf(batch['orig_image'][j], prob), target)
   for name in BASELINES:
