@@ -1,8 +1,23 @@
 """Shared test fixtures."""
 
+import os
+from pathlib import Path
+import subprocess
+import sys
+
 import pytest
 
 from configs import demo
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def run_python(cwd, *args):
+  """Runs Python as a user would, from `cwd`, with the repository importable."""
+  paths = [str(REPO)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]
+  env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+  return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
+                        text=True, timeout=300)
 
 
 def make_tiny_config():

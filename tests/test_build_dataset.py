@@ -1,18 +1,16 @@
 """Tests for cmsa_jax.tools.build_dataset: every builder end to end on its dummy data."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 import tensorflow_datasets as tfds
+
+import conftest
 
 from cmsa_jax import synthetic
 from cmsa_jax.tools import build_dataset
 
 DATASETS_DIR = build_dataset.DATASETS_DIR
-REPO = DATASETS_DIR.parent
 
 with tfds.core.utils.add_sys_path(DATASETS_DIR):
   from a2d_sentences import make_dummy_data as a2d_dummy  # pylint: disable=g-import-not-at-top
@@ -39,14 +37,6 @@ modules = [name for name, module in sys.modules.items() if name.split('.')[0] ==
            or (getattr(module, '__file__', None) or '').startswith(datasets_dir)]
 print(json.dumps({'splits': splits, 'modules': modules}))
 """
-
-
-def _run(cwd, *args):
-  """Runs Python as a user would, from an unrelated working directory."""
-  paths = [str(REPO)] + [p for p in os.environ.get('PYTHONPATH', '').split(os.pathsep) if p]
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
-  return subprocess.run([sys.executable, *args], cwd=cwd, env=env, capture_output=True,
-                        text=True, timeout=300)
 
 
 def _synthetic_ids(config_name):
@@ -80,7 +70,7 @@ def test_builds_array_record_readable_without_builder_or_tensorflow(
   expected = expected or _synthetic_ids(spec.partition('/')[2])
   data_dir = tmp_path / 'data'
   manual_dir = write_manual_dir(tmp_path)
-  result = _run(tmp_path, '-m', 'cmsa_jax.tools.build_dataset', spec,
+  result = conftest.run_python(tmp_path, '-m', 'cmsa_jax.tools.build_dataset', spec,
                 *([f'--manual_dir={manual_dir}'] if manual_dir else []), f'--data_dir={data_dir}')
   assert result.returncode == 0, result.stderr
   name = spec.partition('/')[0]
@@ -88,7 +78,7 @@ def test_builds_array_record_readable_without_builder_or_tensorflow(
     assert f'  {split}: {len(records)} examples' in result.stdout
     assert len(list(data_dir.glob(f'{name}/**/{name}-{split}.array_record-*'))) == 1
 
-  result = _run(tmp_path, '-c', _READ_BACK, spec, str(data_dir), str(DATASETS_DIR))
+  result = conftest.run_python(tmp_path, '-c', _READ_BACK, spec, str(data_dir), str(DATASETS_DIR))
   assert result.returncode == 0, result.stderr
   read = json.loads(result.stdout.splitlines()[-1])
   assert read['modules'] == []  # Neither TensorFlow nor the builder was imported.
@@ -104,7 +94,7 @@ def test_builds_array_record_readable_without_builder_or_tensorflow(
 
 
 def test_bad_config_exits_with_the_configs(tmp_path):
-  result = _run(tmp_path, '-m', 'cmsa_jax.tools.build_dataset', 'ref_coco_seg/refcoco',
+  result = conftest.run_python(tmp_path, '-m', 'cmsa_jax.tools.build_dataset', 'ref_coco_seg/refcoco',
                 f'--data_dir={tmp_path}')
   assert result.returncode != 0
   assert 'refcoco_unc' in result.stderr and 'refcocog_umd' in result.stderr

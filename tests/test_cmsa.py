@@ -9,6 +9,7 @@ import pytest
 from flax import nnx
 
 from cmsa_jax import cmsa
+from test_multimodal import _spatial_reference
 
 B, H, W, CV, CL, N, D = 2, 2, 3, 5, 3, 4, 6
 VARIANTS = [v for v in itertools.product(
@@ -49,11 +50,7 @@ def _reference(module, visual, words, mask, attention, pooling, word_weight):
   b, h, w, cv = visual.shape
   n, cl = words.shape[1:]
   hw = h * w
-  xs = (np.arange(w + 1) / w) * 2 - 1
-  ys = (np.arange(h + 1) / h) * 2 - 1
-  spatial = np.array([[xs[j], ys[i], xs[j + 1], ys[i + 1], (xs[j] + xs[j + 1]) / 2,
-                       (ys[i] + ys[i + 1]) / 2, 1 / w, 1 / h]
-                      for i in range(h) for j in range(w)])
+  spatial = _spatial_reference(h, w).reshape(hw, 8)
   vis = visual.reshape(b, hw, cv)
   # f[b, n, p] = [v_p, e_n, s_p] (Eq.1).
   f = np.concatenate([

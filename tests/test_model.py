@@ -121,9 +121,7 @@ def test_normalize_images():
     ('mask', jnp.ones((2, 4), bool), 'token_mask'),
     ('batch', None, 'batch size'),
 ])
-def test_rejects_bad_inputs(which, bad, match):
-  abstract = nnx.eval_shape(lambda: model_lib.CMSAModel(
-      VOCAB, **TINY, rngs=nnx.Rngs(0)))
+def test_rejects_bad_inputs(tiny_model, which, bad, match):
   images, tokens, mask = _batch()
   if which == 'images':
     images = bad
@@ -134,7 +132,7 @@ def test_rejects_bad_inputs(which, bad, match):
   else:
     images = images[:1]
   with pytest.raises(ValueError, match=match):
-    _abstract_call(abstract, images, tokens, mask)
+    _abstract_call(tiny_model, images, tokens, mask)
 
 
 def test_bce_loss_matches_definition():

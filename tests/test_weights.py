@@ -1,8 +1,6 @@
 """Weight import: key table, error reports, file formats, converted backbones, CLI."""
 
 import functools
-import os
-import subprocess
 import sys
 
 import jax.numpy as jnp
@@ -12,6 +10,7 @@ from absl import flags
 from absl.testing import flagsaver
 from flax import nnx
 
+import conftest
 from cmsa_jax import resnet
 from cmsa_jax import weights
 from cmsa_jax.tools import import_weights
@@ -228,12 +227,8 @@ def test_cli_converts_npz(tmp_path, capsys):
   assert 'kept initial values of 20 (allow_missing)' in out
 
 
-def test_cli_without_flags_says_where_weights_come_from():
-  root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-  env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-      filter(None, [root, os.environ.get('PYTHONPATH')])))
-  run = subprocess.run([sys.executable, '-m', 'cmsa_jax.tools.import_weights'],
-                       capture_output=True, text=True, env=env)
+def test_cli_without_flags_says_where_weights_come_from(tmp_path):
+  run = conftest.run_python(tmp_path, '-m', 'cmsa_jax.tools.import_weights')
   assert run.returncode != 0
   assert '--input and --output are required' in run.stderr
   assert 'resnet101-63fe2227.pth' in run.stderr
