@@ -34,9 +34,13 @@ The ablations of Table 2 (`attention`) keep these logit terms:
 Eq.4-5 pool over words: the attention word n' receives is the column sum of
 the attention matrix over all valid queries (p, n) and key pixels p', which by
 the factorization is sum_{p, n} W(n' | p, n). `word_weight='sum'` takes it as
-is (Eq.4 literally; ~h*w mass per word, so the softmax is near one-hot),
-'mean' divides it by the number of valid queries h*w*N_valid. alpha =
-softmax over valid words; pooled F_p = sum_n alpha_n F_pn (Eq.5). Table 1's
+is (Eq.4 literally; ~h*w mass per word, so the softmax is near one-hot);
+'mean' divides it by the number of valid queries h*w*N_valid, so the received
+fractions rbar_n lie in [0, 1] and sum to 1 (the softmax is then near uniform:
+no word can exceed e/(e + N_valid - 1)); 'temperature' takes
+exp(t) * N_valid * rbar_n with a learnable t per level (init 0: logit 1 for a
+word that receives its share, up to N_valid for one that receives all).
+alpha = softmax over valid words; pooled F_p = sum_n alpha_n F_pn (Eq.5). Table 1's
 `pooling` ablation: 'attention' (Eq.4-5), 'avg' or 'max' over valid words.
 Padded words are never keys, never pooled and never counted as queries, so
 appending padding changes no output. Every expression needs >= 1 valid word.
@@ -59,7 +63,7 @@ from cmsa_jax import multimodal
 
 IMPLS = ('factorized', 'dense')
 POOLINGS = ('attention', 'avg', 'max')
-WORD_WEIGHTS = ('mean', 'sum')
+WORD_WEIGHTS = ('temperature', 'mean', 'sum')
 ATTENTION_TERMS = {
     'none': (),
     'word': ('ww',),
@@ -96,10 +100,13 @@ def _uniform(mask):
   return mask / jnp.sum(mask, axis=1, keepdims=True).astype(jnp.float32)
 
 
-def _word_weights(received, mask, hw, word_weight):
+def _word_weights(received, mask, hw, word_weight, log_temperature=None):
   """Eq.4: alpha = softmax over valid words of the attention each receives."""
-  if word_weight == 'mean':  # Per valid query (p, n).
-    received = received / (hw * jnp.sum(mask, axis=1, keepdims=True))
+  num_words = jnp.sum(mask, axis=1, keepdims=True)
+  if word_weight != 'sum':  # rbar: the fraction of the valid queries' attention.
+    received = received / (hw * num_words)
+  if word_weight == 'temperature':
+    received = received * num_words * jnp.exp(log_temperature)
   return _masked_softmax(received, mask)
 
 
@@ -203,6 +210,8 @@ class CMSA(nnx.Module):
     self.key = linear(in_dim, attn_dim, use_bias=False, scale=qk_init_scale)
     self.value = linear(in_dim, attn_dim)
     self.out = linear(attn_dim, in_dim)  # Eq.3, back to the input width.
+    if word_weight == 'temperature':  # Eq.4's learnable sharpness, t (log scale).
+      self.word_log_temperature = nnx.Param(jnp.zeros((), jnp.float32))
 
   def __call__(self, visual: jax.Array, words: jax.Array,
                mask: jax.Array) -> CMSAOutput:
@@ -258,9 +267,13 @@ class CMSA(nnx.Module):
     # Column sums: the attention each token receives from the valid queries.
     received = jnp.einsum('bi,bij->bj', token_mask.astype(attn.dtype), attn)
     received = received.reshape(b, n, hw)
-    weights = _word_weights(jnp.sum(received, 2), mask, hw, self.word_weight)
+    weights = self._word_weights(jnp.sum(received, 2), mask, hw)
     pixel_attention = jnp.sum(received, 1) / (hw * jnp.sum(mask, 1, keepdims=True))
     return _pool(features, weights, mask, self.pooling), weights, pixel_attention
+
+  def _word_weights(self, received, mask, hw):
+    t = self.word_log_temperature[...] if self.word_weight == 'temperature' else None
+    return _word_weights(received, mask, hw, self.word_weight, t)
 
   def _split(self, linear, visual, words, spatial):
     """Pixel part W[v_p; 0; s_p] + b (B, hw, d), word part W[0; e_n; 0] (B, N, d)."""
@@ -297,7 +310,7 @@ class CMSA(nnx.Module):
         _masked_softmax(word_logits, mask[:, None, None, :]), (b, hw, n, n))
     # Eq.4: word n' receives sum over valid queries (p, n) of W(n' | p, n).
     received = jnp.einsum('bpnm,bn->bm', word_attn, mask.astype(f32))
-    weights = _word_weights(received, mask, hw, self.word_weight)
+    weights = self._word_weights(received, mask, hw)
 
     # Eq.2, pixel factor P_n[b, p, p'] = softmax_p'(pp + wp).
     pixel_self = dot(qa, ka) if 'pp' in terms else jnp.zeros((b, hw, hw), f32)

@@ -93,7 +93,8 @@ def create_model(config, vocab_size, *, seed=0):
       backbone_blocks=tuple(m.backbone_blocks), backbone_width=m.backbone_width,
       embed_dim=m.embed_dim, attn_dim=m.attn_dim, fusion_dim=m.fusion_dim,
       cmsa_impl=m.cmsa_impl, pooling=m.pooling, word_weight=m.word_weight,
-      attention=m.attention, fusion=m.fusion, dtype=jnp.dtype(config.dtype),
+      attention=m.attention, fusion=m.fusion, fusion_relu=m.get('fusion_relu', False),
+      dtype=jnp.dtype(config.dtype),
       # Init only (restored weights replace it); configs saved before it existed lack it.
       qk_init_scale=m.get('qk_init_scale', 1.0), rngs=nnx.Rngs(seed))
 
@@ -120,19 +121,28 @@ def learning_rate_schedule(config):
       power=config.lr_power, transition_steps=config.num_train_steps)
 
 
-def create_optimizer(config, params):
-  """Adam with coupled L2 weight decay on conv/linear kernels, as the official code.
+DECAY_FORMS = ('coupled', 'decoupled')
 
-  The official code adds weight_decay * Σ‖W‖²/2 over kernels to the loss, so the
-  decay enters Adam's moments (coupled), and embeddings, biases and batch-norm
-  parameters are not decayed.
+
+def create_optimizer(config, params):
+  """Adam, weight decay on conv/linear kernels, poly learning-rate decay.
+
+  config.weight_decay_form:
+    'coupled':   the official code's L2: weight_decay * Σ‖W‖²/2 over kernels is
+                 added to the loss, so the decay enters Adam's moments and is
+                 normalised with the gradient (Adam + L2).
+    'decoupled': AdamW: w -= lr * weight_decay * w beside the Adam step.
+  Embeddings, biases and batch-norm parameters are not decayed.
   """
+  form = config.get('weight_decay_form', 'coupled')
+  if form not in DECAY_FORMS:
+    raise ValueError(f'config.weight_decay_form must be one of {DECAY_FORMS}, got {form!r}.')
   decay_mask = jax.tree_util.tree_map_with_path(
       lambda path, _: any(getattr(k, 'key', None) == 'kernel' for k in path), params)
-  return optax.chain(
-      optax.add_decayed_weights(config.weight_decay, mask=decay_mask),
-      optax.scale_by_adam(),
-      optax.scale_by_learning_rate(learning_rate_schedule(config)))
+  decay = optax.add_decayed_weights(config.weight_decay, mask=decay_mask)
+  adam = optax.scale_by_adam()
+  return optax.chain(*((decay, adam) if form == 'coupled' else (adam, decay)),
+                     optax.scale_by_learning_rate(learning_rate_schedule(config)))
 
 
 def create_train_state(config, vocab_size):

@@ -1,17 +1,20 @@
 """Gated multi-level fusion (Eq.6-7) and the score map.
 
-Per level i a 1x1 conv maps the pooled CMSA feature to X^i (`dim` channels);
-single-channel memory and reset gates m^i = sigmoid(W_m^i X^i + b),
-r^i = sigmoid(W_r^i X^i + b) (1x1 convs); a learnable scalar gamma^j per level.
+Per level i a 1x1 conv maps the pooled CMSA feature to X^i (`dim` channels;
+`relu=True` puts a ReLU after it, as the official code does); single-channel
+memory and reset gates m^i = sigmoid(W_m^i X^i + b), r^i = sigmoid(W_r^i X^i + b)
+(1x1 convs); a learnable scalar gamma^j per level.
 
-  F_o^i = m^i X^i + sum_{j != i} gamma^j m^j X^j                      (Eq.6)
-  C^i   = r^i * tanh(F_o^i) + (1 - r^i) * X^i                        (Eq.7)
+  G^i   = (1 - m^i) X^i + sum_{j != i} gamma^j m^j X^j                 (Eq.6)
+  F_o^i = r^i tanh(G^i) + (1 - r^i) X^i                                (Eq.6)
+  P     = sigmoid(C_3x3(sum_i F_o^i))                                 (Eq.7)
 
-The fused map sum_i C^i goes through a 3x3 conv to one logit per pixel.
-Table 2's `fusion` ablation:
+The memory gate m^i decides how much of level i is written out to the other
+levels and, through 1 - m^i, how much of it stays. This module returns the
+logits C_3x3(...); the sigmoid is in the loss. Table 2's `fusion` ablation:
   'res5':       one level (Res5), X directly to the score conv.
   'sum':        sum_i X^i.
-  'self_gated': Eq.7 with F_o^i = m^i X^i (no cross-level term).
+  'self_gated': Eq.6 with G^i = m^i X^i (no cross-level term).
   'gated':      Eq.6-7 (GMLF).
 """
 
@@ -30,13 +33,14 @@ class GMLF(nnx.Module):
   """Fuses per-level features (B, h, w, C_i) into logits (B, h, w)."""
 
   def __init__(self, in_dims: Sequence[int], *, dim: int = 500,
-               fusion: str = 'gated', dtype=jnp.float32, rngs: nnx.Rngs):
+               fusion: str = 'gated', relu: bool = False, dtype=jnp.float32,
+               rngs: nnx.Rngs):
     if fusion not in FUSIONS:
       raise ValueError(f'fusion must be one of {FUSIONS}, got {fusion!r}.')
     if not in_dims or (fusion == 'res5' and len(in_dims) != 1):
       raise ValueError(f'fusion={fusion!r} got in_dims={tuple(in_dims)}: '
                        "need >= 1 level, exactly 1 for 'res5'.")
-    self.in_dims, self.fusion, self.dtype = tuple(in_dims), fusion, dtype
+    self.in_dims, self.fusion, self.relu, self.dtype = tuple(in_dims), fusion, relu, dtype
     conv = lambda i, o, k, **kw: nnx.Conv(
         i, o, (k, k), padding='SAME', dtype=dtype,
         kernel_init=nnx.initializers.xavier_uniform(), rngs=rngs, **kw)
@@ -56,16 +60,20 @@ class GMLF(nnx.Module):
                        f'channels {self.in_dims}, got shapes '
                        f'{[f.shape for f in features]}.')
     xs = [proj(f.astype(self.dtype)) for proj, f in zip(self.project, features)]
+    if self.relu:
+      xs = [jax.nn.relu(x) for x in xs]
     if self.fusion in ('res5', 'sum'):
-      fused = sum(xs)
-    else:
-      memory = [jax.nn.sigmoid(g(x)) * x for g, x in zip(self.memory_gate, xs)]
-      if self.fusion == 'gated':  # Eq.6: F_o^i = total - gamma^i m^i X^i + m^i X^i.
-        gamma = self.gamma[...].astype(self.dtype)
-        total = sum(g * mx for g, mx in zip(gamma, memory))
-        memory = [mx + total - g * mx for g, mx in zip(gamma, memory)]
-      fused = 0
-      for gate, f_o, x in zip(self.reset_gate, memory, xs):  # Eq.7
-        r = jax.nn.sigmoid(gate(x))
-        fused = fused + r * jnp.tanh(f_o) + (1 - r) * x
-    return self.score(fused)[..., 0].astype(jnp.float32)
+      return self.score(sum(xs))[..., 0].astype(jnp.float32)
+    m = [jax.nn.sigmoid(g(x)) for g, x in zip(self.memory_gate, xs)]
+    if self.fusion == 'self_gated':
+      g_in = [m_i * x for m_i, x in zip(m, xs)]
+    else:  # Eq.6: G^i = (1 - m^i) X^i + (sum_j gamma^j m^j X^j) - gamma^i m^i X^i.
+      gamma = self.gamma[...].astype(self.dtype)
+      shared = [g * m_j * x for g, m_j, x in zip(gamma, m, xs)]
+      total = sum(shared)
+      g_in = [(1 - m_i) * x + total - s for m_i, x, s in zip(m, xs, shared)]
+    fused = 0
+    for gate, g_i, x in zip(self.reset_gate, g_in, xs):  # Eq.6, F_o^i.
+      r = jax.nn.sigmoid(gate(x))
+      fused = fused + r * jnp.tanh(g_i) + (1 - r) * x
+    return self.score(fused)[..., 0].astype(jnp.float32)  # Eq.7 (sigmoid in the loss).

@@ -64,7 +64,7 @@ class CMSAModel(nnx.Module):
                cmsa_impl: str = 'factorized', pooling: str = 'attention',
                word_weight: str = 'mean', attention: str = 'full',
                qk_init_scale: float = 1.0, fusion: str = 'gated',
-               dtype=jnp.float32, rngs: nnx.Rngs):
+               fusion_relu: bool = False, dtype=jnp.float32, rngs: nnx.Rngs):
     self.backbone = resnet.ResNet(blocks=backbone_blocks, width=backbone_width,
                                   dtype=dtype, rngs=rngs)
     self.embed = nnx.Embed(vocab_size, embed_dim, dtype=dtype,
@@ -80,7 +80,7 @@ class CMSAModel(nnx.Module):
         for c in visual_dims])
     self.fusion = gmlf.GMLF(
         [c + embed_dim + multimodal.SPATIAL_DIM for c in visual_dims],
-        dim=fusion_dim, fusion=fusion, dtype=dtype, rngs=rngs)
+        dim=fusion_dim, fusion=fusion, relu=fusion_relu, dtype=dtype, rngs=rngs)
 
   def __call__(self, images: jax.Array, tokens: jax.Array,
                token_mask: jax.Array) -> dict[str, jax.Array]:

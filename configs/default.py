@@ -37,6 +37,7 @@ def get_config():
   # Xavier init of the q/k maps times this (the paper does not say; 1 = Xavier).
   config.model.qk_init_scale = 1.0
   config.model.fusion = 'gated'  # Table 2: 'res5' | 'sum' | 'self_gated' | 'gated'.
+  config.model.fusion_relu = False  # ReLU on X^i (the official code has it).
   config.backbone_init = ''  # .npz from `python -m cmsa_jax.tools.import_weights`.
   # The official code trains only the layers after the (DeepLab-initialised) backbone.
   config.freeze_backbone = True
@@ -48,6 +49,7 @@ def get_config():
   config.learning_rate = 2.5e-4
   config.end_learning_rate = 1e-5
   config.weight_decay = 5e-4
+  config.weight_decay_form = 'coupled'  # or 'decoupled' (AdamW); see README.
   config.lr_power = 0.9
   config.num_train_steps = 800_000
   config.seed = 0
