@@ -13,7 +13,8 @@ from absl import flags
 from absl import logging
 from ml_collections import config_flags
 
-from cmsa_jax import launch
+from cmsa_jax import errors
+from cmsa_jax.run import launch
 
 FLAGS = flags.FLAGS
 config_flags.DEFINE_config_file('config', None, 'A configs/*.py file.', lock_config=True)
@@ -33,7 +34,10 @@ def _user_error(e):
 def parse_flags(argv):
   """absl's parsing, with config-file and --config.<key> mistakes as one-line errors."""
   try:
-    return FLAGS(argv)
+    argv = FLAGS(argv)
+    if FLAGS.config is not None:
+      FLAGS.config.keys()  # A config file that failed to load raises here, not mid-run.
+    return argv
   except (KeyError, AttributeError) as e:
     _user_error(f'unknown config field {e}: --config.<field> must name a field of the config file')
   except (flags.Error, OSError, ValueError) as e:
@@ -46,7 +50,7 @@ def main(argv):
   try:
     launch.launch(FLAGS.mode, FLAGS.config, FLAGS.workdir, step=FLAGS.step,
                   image=FLAGS.image, expression=FLAGS.expression, output=FLAGS.output)
-  except (ValueError, OSError) as e:  # User mistakes: bad values, missing or unreadable files.
+  except errors.UserError as e:  # Anything else is a bug: it shows a traceback.
     _user_error(e)
 
 

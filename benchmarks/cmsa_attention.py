@@ -24,7 +24,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from cmsa_jax import cmsa, multimodal
+from cmsa_jax.models import cmsa, kernels, multimodal
 
 
 def _inputs(batch, words, size, visual_dim, word_dim, seed=0):
@@ -32,8 +32,8 @@ def _inputs(batch, words, size, visual_dim, word_dim, seed=0):
   visual = rng.normal(size=(batch, size, size, visual_dim)).astype(np.float32)
   embed = rng.normal(size=(batch, words, word_dim)).astype(np.float32)
   mask = np.ones((batch, words), bool)
-  return (multimodal.l2_normalize(jnp.asarray(visual)),
-          multimodal.l2_normalize(jnp.asarray(embed)), jnp.asarray(mask))
+  return (kernels.l2_normalize(jnp.asarray(visual)),
+          kernels.l2_normalize(jnp.asarray(embed)), jnp.asarray(mask))
 
 
 def _forward(graphdef):

@@ -15,8 +15,8 @@ from absl import flags
 import numpy as np
 import tensorflow_datasets as tfds
 
-from cmsa_jax import input_pipeline
-from cmsa_jax import text
+from cmsa_jax.data import input_pipeline
+from cmsa_jax.data import text
 
 _IMAGE_SIZE = flags.DEFINE_integer('image_size', 320, 'Network input side S.')
 _BATCH_SIZE = flags.DEFINE_integer('batch_size', 16, 'Examples per batch.')
@@ -57,7 +57,7 @@ def load_source():
                                             download=False)
   if _SOURCE.value == 'synthetic':
     try:
-      from cmsa_jax import synthetic  # pylint: disable=g-import-not-at-top
+      from cmsa_jax.data import synthetic  # pylint: disable=g-import-not-at-top
       return 'synthetic', synthetic.SyntheticSource('train', _NUM_RECORDS.value,
                                                     image_size=_IMAGE_SIZE.value)
     except ImportError:

@@ -1,7 +1,8 @@
 """The paper's settings (Ye et al., TPAMI), shared by the dataset configs.
 
-Each config file defines one `get_config()`; dataset configs start from this
-one and change the dataset fields.
+Not run by itself: configs/unc.py, unc_plus.py, gref.py and referit.py start
+from it and set the dataset; configs/demo.py shrinks it to CPU minutes. Each
+config file defines one `get_config()`.
 """
 
 import ml_collections
@@ -23,7 +24,9 @@ def get_config():
   config.synthetic = ml_collections.ConfigDict(
       {'seed': 0, 'num_train': 0, 'num_eval': 0, 'image_size': 64})
 
-  # Model (Sec. 3; Eq.1-7).
+  # Model (Sec. 3; Eq.1-8): `Model` of cmsa_jax/models/<model_name>.py, built
+  # with the fields of config.model as keyword arguments.
+  config.model_name = 'cmsa_image'
   config.model = ml_collections.ConfigDict()
   config.model.backbone_blocks = (3, 4, 23, 3)  # ResNet-101.
   config.model.backbone_width = 64
@@ -38,6 +41,9 @@ def get_config():
   config.model.qk_init_scale = 1.0
   config.model.fusion = 'gated'  # Table 2: 'res5' | 'sum' | 'self_gated' | 'gated'.
   config.model.fusion_relu = False  # ReLU on X^i (the official code has it).
+  # Hand-written backward passes (cmsa_jax/models/kernels.py, for XLA:CPU speed);
+  # False: plain autodiff of the same forward.
+  config.model.custom_gradients = True
   config.backbone_init = ''  # .npz from `python -m cmsa_jax.tools.import_weights`.
   # The official code trains only the layers after the (DeepLab-initialised) backbone.
   config.freeze_backbone = True

@@ -5,9 +5,9 @@ import json
 import pytest
 import tensorflow_datasets as tfds
 
-import conftest
+import helpers
 
-from cmsa_jax import synthetic
+from cmsa_jax.data import synthetic
 from cmsa_jax.tools import build_dataset
 
 DATASETS_DIR = build_dataset.DATASETS_DIR
@@ -63,6 +63,7 @@ BUILDS = [
 ]
 
 
+@pytest.mark.slow  # Subprocess.
 @pytest.mark.parametrize('spec, write_manual_dir, expected', BUILDS,
                          ids=[spec for spec, _, _ in BUILDS])
 def test_builds_array_record_readable_without_builder_or_tensorflow(
@@ -70,7 +71,7 @@ def test_builds_array_record_readable_without_builder_or_tensorflow(
   expected = expected or _synthetic_ids(spec.partition('/')[2])
   data_dir = tmp_path / 'data'
   manual_dir = write_manual_dir(tmp_path)
-  result = conftest.run_python(tmp_path, '-m', 'cmsa_jax.tools.build_dataset', spec,
+  result = helpers.run_python(tmp_path, '-m', 'cmsa_jax.tools.build_dataset', spec,
                 *([f'--manual_dir={manual_dir}'] if manual_dir else []), f'--data_dir={data_dir}')
   assert result.returncode == 0, result.stderr
   name = spec.partition('/')[0]
@@ -78,7 +79,7 @@ def test_builds_array_record_readable_without_builder_or_tensorflow(
     assert f'  {split}: {len(records)} examples' in result.stdout
     assert len(list(data_dir.glob(f'{name}/**/{name}-{split}.array_record-*'))) == 1
 
-  result = conftest.run_python(tmp_path, '-c', _READ_BACK, spec, str(data_dir), str(DATASETS_DIR))
+  result = helpers.run_python(tmp_path, '-c', _READ_BACK, spec, str(data_dir), str(DATASETS_DIR))
   assert result.returncode == 0, result.stderr
   read = json.loads(result.stdout.splitlines()[-1])
   assert read['modules'] == []  # Neither TensorFlow nor the builder was imported.
@@ -93,8 +94,9 @@ def test_builds_array_record_readable_without_builder_or_tensorflow(
       assert r['frames'] == ([[height, width, 3]] * 11 if 'sentences' in spec else [])
 
 
+@pytest.mark.slow  # Subprocess.
 def test_bad_config_exits_with_the_configs(tmp_path):
-  result = conftest.run_python(tmp_path, '-m', 'cmsa_jax.tools.build_dataset', 'ref_coco_seg/refcoco',
+  result = helpers.run_python(tmp_path, '-m', 'cmsa_jax.tools.build_dataset', 'ref_coco_seg/refcoco',
                 f'--data_dir={tmp_path}')
   assert result.returncode != 0
   assert 'refcoco_unc' in result.stderr and 'refcocog_umd' in result.stderr

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from cmsa_jax import cmsa
-from test_multimodal import _spatial_reference
+import references
+from cmsa_jax.models import cmsa
 
 B, H, W, CV, CL, N, D = 2, 2, 3, 5, 3, 4, 6
 VARIANTS = [v for v in itertools.product(
@@ -37,68 +37,6 @@ def _run(module, visual, words, mask):
   return [np.asarray(x, np.float64) for x in out]
 
 
-def _softmax(x, axis=-1):
-  x = x - x.max(axis=axis, keepdims=True)
-  e = np.exp(x)
-  return e / e.sum(axis=axis, keepdims=True)
-
-
-def _reference(module, visual, words, mask, attention, pooling, word_weight):
-  """Eq.1-5 in float64 from the equations: every (pixel, word) is a token."""
-  p = lambda layer: (np.asarray(layer.kernel[...], np.float64),
-                     0.0 if layer.bias is None else np.asarray(layer.bias[...], np.float64))
-  b, h, w, cv = visual.shape
-  n, cl = words.shape[1:]
-  hw = h * w
-  spatial = _spatial_reference(h, w).reshape(hw, 8)
-  vis = visual.reshape(b, hw, cv)
-  # f[b, n, p] = [v_p, e_n, s_p] (Eq.1).
-  f = np.concatenate([
-      np.broadcast_to(vis[:, None], (b, n, hw, cv)),
-      np.broadcast_to(words[:, :, None], (b, n, hw, cl)),
-      np.broadcast_to(spatial, (b, n, hw, 8))], -1)
-  valid_query = mask[:, :, None]  # (b, n, 1)
-  n_valid = mask.sum(1)
-  if attention == 'none':
-    features = f
-    weights = mask / n_valid[:, None]
-    pixel_attention = np.full((b, hw), 1 / hw)
-  else:
-    (wq, bq), (wk, bk), (wv, bv), (wo, bo) = map(
-        p, (module.query, module.key, module.value, module.out))
-    q, k, v = f @ wq + bq, f @ wk + bk, f @ wv + bv
-    if attention == 'full':
-      logits = np.einsum('bnpd,bmqd->bnpmq', q, k)  # Eq.2
-    else:
-      pixel = lambda wt, bias: (vis @ wt[:cv] + spatial @ wt[cv + cl:] + bias)
-      word = lambda wt: words @ wt[cv:cv + cl]
-      qa, ka, qb, kb = pixel(wq, bq), pixel(wk, bk), word(wq), word(wk)
-      terms = {
-          'pp': np.einsum('bpd,bqd->bpq', qa, ka)[:, None, :, None, :],
-          'pw': np.einsum('bpd,bmd->bpm', qa, kb)[:, None, :, :, None],
-          'wp': np.einsum('bnd,bqd->bnq', qb, ka)[:, :, None, None, :],
-          'ww': np.einsum('bnd,bmd->bnm', qb, kb)[:, :, None, :, None],
-      }
-      logits = sum(np.broadcast_to(terms[t], (b, n, hw, n, hw))
-                   for t in cmsa.ATTENTION_TERMS[attention])
-    logits = np.where(mask[:, None, None, :, None], logits, -np.inf)
-    attn = _softmax(logits.reshape(b, n, hw, n * hw)).reshape(logits.shape)
-    features = f + np.einsum('bnpmq,bmqd->bnpd', attn, v) @ wo + bo  # Eq.3
-    received = (attn * valid_query[..., None, None]).sum((1, 2))  # (b, m, q)
-    per_word = received.sum(-1)
-    if word_weight == 'mean':
-      per_word = per_word / (hw * n_valid[:, None])
-    weights = _softmax(np.where(mask, per_word, -np.inf))  # Eq.4
-    pixel_attention = received.sum(1) / (hw * n_valid[:, None])
-  if pooling == 'attention':
-    pooled = np.einsum('bn,bnpc->bpc', weights, features)  # Eq.5
-  elif pooling == 'avg':
-    pooled = np.einsum('bn,bnpc->bpc', mask / n_valid[:, None], features)
-  else:
-    pooled = np.where(valid_query[..., None], features, -np.inf).max(1)
-  return [pooled.reshape(b, h, w, -1), weights, pixel_attention.reshape(b, h, w)]
-
-
 @pytest.mark.parametrize('attention, pooling, word_weight', VARIANTS)
 def test_both_impls_match_numpy_reference(attention, pooling, word_weight):
   visual, words = _inputs()
@@ -107,7 +45,7 @@ def test_both_impls_match_numpy_reference(attention, pooling, word_weight):
   for impl in cmsa.IMPLS:
     module = _module(impl, attention, pooling, word_weight)
     got = _run(module, visual, words, MASK)
-    want = _reference(module, visual, words, MASK, attention, pooling, word_weight)
+    want = references.cmsa_features(module, visual, words, MASK, attention, pooling, word_weight)
     for name, g, x in zip(names, got, want):
       np.testing.assert_allclose(g, x, atol=1e-4, rtol=0, err_msg=f'{impl} {name}')
     dense, factorized = (got, factorized) if impl == 'dense' else (dense, got)

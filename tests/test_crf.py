@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cmsa_jax import crf
+from cmsa_jax.run import crf
 
 
 def test_crf_recovers_sharp_object_from_blurry_probabilities():

@@ -1,4 +1,4 @@
-"""Tests for the builders' shared image encoding (image_io) and missing-file errors (sources)."""
+"""Tests for the builders' shared image encoding (image_io) and missing-file errors (manual_files)."""
 
 import io
 import logging
@@ -7,8 +7,8 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from cmsa_jax.data import image_io
-from cmsa_jax.data import sources
+from cmsa_jax.records import image_io
+from cmsa_jax.records import manual_files
 
 
 def _encoded(array, mode=None, **options):
@@ -70,8 +70,8 @@ def test_read_jpeg_logs_only_a_re_encoding(tmp_path, caplog):
 
 def test_require_names_path_and_source(tmp_path):
   with pytest.raises(FileNotFoundError, match='nothing.txt not found. It comes from A2D'):
-    sources.require(tmp_path / 'nothing.txt', 'A2D')
-  assert sources.require(str(tmp_path), 'A2D') == tmp_path
+    manual_files.require(tmp_path / 'nothing.txt', 'A2D')
+  assert manual_files.require(str(tmp_path), 'A2D') == tmp_path
 
 
 def test_require_all_counts_the_missing_files(tmp_path):
@@ -79,5 +79,5 @@ def test_require_all_counts_the_missing_files(tmp_path):
   paths = [tmp_path / name for name in ('here', 'gone1', 'gone2')]
   with pytest.raises(FileNotFoundError,
                      match=r'2 of 3 files not found, e\.g\. .*gone1\. It comes from X'):
-    sources.require_all(paths, 'X')
-  assert sources.require_all(paths[:1], 'X') == paths[:1]
+    manual_files.require_all(paths, 'X')
+  assert manual_files.require_all(paths[:1], 'X') == paths[:1]

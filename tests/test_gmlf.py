@@ -5,42 +5,11 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from cmsa_jax import gmlf
+import references
+from cmsa_jax.models import gmlf
 
 B, H, W, DIM = 2, 4, 5, 6
 IN_DIMS = (3, 7, 4)
-
-
-def _conv(x, layer):
-  """'SAME' cross-correlation with an odd (k, k, in, out) kernel, + bias."""
-  kernel = np.asarray(layer.kernel[...], np.float64)
-  k = kernel.shape[0]
-  pad = k // 2
-  xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
-  h, w = x.shape[1:3]
-  out = sum(xp[:, i:i + h, j:j + w] @ kernel[i, j] for i in range(k) for j in range(k))
-  return out + np.asarray(layer.bias[...], np.float64)
-
-
-def _sigmoid(x):
-  return 1 / (1 + np.exp(-x))
-
-
-def _reference(module, features, fusion):
-  xs = [_conv(f, proj) for f, proj in zip(features, module.project)]
-  if fusion in ('res5', 'sum'):
-    fused = sum(xs)
-  else:
-    m = [_sigmoid(_conv(x, g)) for x, g in zip(xs, module.memory_gate)]
-    r = [_sigmoid(_conv(x, g)) for x, g in zip(xs, module.reset_gate)]
-    gamma = np.asarray(module.gamma[...]) if fusion == 'gated' else None
-    fused = 0
-    for i, x in enumerate(xs):
-      f_o = m[i] * x  # Eq.6
-      if fusion == 'gated':
-        f_o = f_o + sum(gamma[j] * m[j] * xs[j] for j in range(len(xs)) if j != i)
-      fused = fused + r[i] * np.tanh(f_o) + (1 - r[i]) * x  # Eq.7
-  return _conv(fused, module.score)[..., 0]
 
 
 @pytest.mark.parametrize('fusion', gmlf.FUSIONS)
@@ -53,7 +22,7 @@ def test_matches_numpy_reference(fusion):
   features = [rng.normal(size=(B, H, W, c)) for c in in_dims]
   got = module([jnp.asarray(f, jnp.float32) for f in features])
   assert got.shape == (B, H, W) and got.dtype == jnp.float32
-  np.testing.assert_allclose(got, _reference(module, features, fusion),
+  np.testing.assert_allclose(got, references.gmlf_logits(module, features, fusion),
                              atol=1e-4, rtol=0)
 
 

@@ -7,9 +7,9 @@ import PIL.Image
 import pytest
 import tensorflow_datasets as tfds
 
-from cmsa_jax import input_pipeline as ip
-from cmsa_jax import text
-from cmsa_jax.data.features import referring_features
+from cmsa_jax.data import input_pipeline as ip
+from cmsa_jax.data import text
+from cmsa_jax.records.features import referring_features
 
 WORDS = ('red', 'blue', 'left', 'right', 'big', 'small', 'dog', 'car', 'man', 'cup')
 SIZES = ((24, 32), (32, 20), (17, 29), (30, 30), (20, 26))
@@ -361,7 +361,7 @@ def test_tfds_source_matches_in_memory(tfds_sources, vocab, video):
 
 
 def test_synthetic_source(vocab):
-  synthetic = pytest.importorskip('cmsa_jax.synthetic')
+  synthetic = pytest.importorskip('cmsa_jax.data.synthetic')
   source = synthetic.SyntheticSource('train', 6, seed=0, image_size=32)
   index = ip.sentence_index(source)
   vocab = text.Vocabulary.build(index.texts)

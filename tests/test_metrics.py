@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from cmsa_jax import metrics
+from cmsa_jax.run import metrics
 
 
 def _mask(shape, *boxes):

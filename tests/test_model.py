@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from cmsa_jax import model as model_lib
-from cmsa_jax import resnet
+from cmsa_jax.models import cmsa_image as model_lib
+from cmsa_jax.models import resnet
 
 TINY = dict(backbone_blocks=(1, 1, 1, 1), backbone_width=8, embed_dim=16,
             attn_dim=8, fusion_dim=8)
@@ -17,7 +17,7 @@ VOCAB = 50
 
 @pytest.fixture(scope='module')
 def tiny_model():
-  return model_lib.CMSAModel(VOCAB, **TINY, rngs=nnx.Rngs(0))
+  return model_lib.Model(vocab_size=VOCAB, **TINY, rngs=nnx.Rngs(0))
 
 
 def _batch(b=2, size=32, n=5, seed=0):
@@ -34,7 +34,7 @@ def _abstract_call(model, *inputs):
 
 
 def test_paper_scale_shapes():
-  abstract = nnx.eval_shape(lambda: model_lib.CMSAModel(12112, rngs=nnx.Rngs(0)))
+  abstract = nnx.eval_shape(lambda: model_lib.Model(vocab_size=12112, rngs=nnx.Rngs(0)))
   assert isinstance(abstract.backbone, resnet.ResNet)
   out = _abstract_call(abstract, jnp.zeros((1, 320, 320, 3)),
                        jnp.zeros((1, 20), jnp.int32), jnp.zeros((1, 20), bool))
@@ -46,16 +46,16 @@ def test_paper_scale_shapes():
 
 
 def test_res5_fusion_uses_one_level():
-  abstract = nnx.eval_shape(lambda: model_lib.CMSAModel(
-      VOCAB, **TINY, fusion='res5', rngs=nnx.Rngs(0)))
+  abstract = nnx.eval_shape(lambda: model_lib.Model(
+      vocab_size=VOCAB, **TINY, fusion='res5', rngs=nnx.Rngs(0)))
   assert len(abstract.cmsa) == 1 and abstract.cmsa[0].visual_dim == 8 * 4 * 8
   out = _abstract_call(abstract, *_batch())
   assert out['word_attention'].shape == (2, 1, 5)
 
 
 def test_bfloat16_compute_keeps_float32_params_and_logits():
-  abstract = nnx.eval_shape(lambda: model_lib.CMSAModel(
-      VOCAB, **TINY, dtype=jnp.bfloat16, rngs=nnx.Rngs(0)))
+  abstract = nnx.eval_shape(lambda: model_lib.Model(
+      vocab_size=VOCAB, **TINY, dtype=jnp.bfloat16, rngs=nnx.Rngs(0)))
   dtypes = {x.dtype for x in jax.tree.leaves(nnx.state(abstract, nnx.Param))}
   assert dtypes == {jnp.dtype(jnp.float32)}
   assert _abstract_call(abstract, *_batch())['logits'].dtype == jnp.float32

@@ -5,26 +5,16 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from cmsa_jax import multimodal
-
-
-def _spatial_reference(h, w):
-  """Cell boxes in [-1, 1] written cell by cell from the definition."""
-  out = np.zeros((h, w, 8))
-  for i in range(h):
-    for j in range(w):
-      xmin, xmax = 2 * j / w - 1, 2 * (j + 1) / w - 1
-      ymin, ymax = 2 * i / h - 1, 2 * (i + 1) / h - 1
-      out[i, j] = [xmin, ymin, xmax, ymax, (xmin + xmax) / 2, (ymin + ymax) / 2,
-                   1 / w, 1 / h]
-  return out
+import references
+from cmsa_jax.models import kernels
+from cmsa_jax.models import multimodal
 
 
 @pytest.mark.parametrize('h, w', [(1, 1), (3, 5), (40, 40)])
 def test_spatial_coords_matches_definition(h, w):
   coords = multimodal.spatial_coords(h, w)
   assert coords.shape == (h, w, 8) and coords.dtype == np.float32
-  np.testing.assert_allclose(coords, _spatial_reference(h, w), atol=1e-6)
+  np.testing.assert_allclose(coords, references.spatial_coords(h, w), atol=1e-6)
 
 
 def test_spatial_coords_corners():
@@ -42,7 +32,7 @@ def test_spatial_coords_rejects_empty():
 def test_l2_normalize():
   x = np.random.default_rng(0).normal(size=(2, 3, 7))
   x[1, 2] = 0
-  got = np.asarray(multimodal.l2_normalize(jnp.asarray(x, jnp.float32)))
+  got = np.asarray(kernels.l2_normalize(jnp.asarray(x, jnp.float32)))
   norms = np.linalg.norm(x, axis=-1, keepdims=True)
   want = np.where(norms > 0, x / np.where(norms > 0, norms, 1), 0)
   np.testing.assert_allclose(got, want, atol=1e-6)
@@ -54,16 +44,16 @@ def test_l2_normalize_gradient():
   x = jnp.asarray(np.random.default_rng(2).normal(size=(3, 5, 6)), jnp.float32)
   g = jnp.asarray(np.random.default_rng(3).normal(size=(3, 5, 6)), jnp.float32)
   plain = lambda x: x / jnp.linalg.norm(x, axis=-1, keepdims=True)
-  got = jax.vjp(multimodal.l2_normalize, x)[1](g)[0]
+  got = jax.vjp(kernels.l2_normalize, x)[1](g)[0]
   want = jax.vjp(plain, x)[1](g)[0]
   np.testing.assert_allclose(got, want, atol=1e-5)
-  zero_grad = jax.grad(lambda x: jnp.sum(multimodal.l2_normalize(x)))(jnp.zeros((2, 4)))
-  np.testing.assert_allclose(zero_grad, 1 / multimodal.L2_EPS)
+  zero_grad = jax.grad(lambda x: jnp.sum(kernels.l2_normalize(x)))(jnp.zeros((2, 4)))
+  np.testing.assert_allclose(zero_grad, 1 / kernels.L2_EPS)
 
 
 def test_l2_normalize_keeps_dtype():
   x = jnp.ones((2, 4), jnp.bfloat16)
-  got = multimodal.l2_normalize(x)
+  got = kernels.l2_normalize(x)
   assert got.dtype == jnp.bfloat16
   np.testing.assert_allclose(np.asarray(got, np.float32), 0.5, atol=1e-2)
 
@@ -75,7 +65,7 @@ def test_joint_features_concatenates_pixel_word_spatial():
   joint = np.asarray(multimodal.joint_features(
       jnp.asarray(visual, jnp.float32), jnp.asarray(words, jnp.float32)))
   assert joint.shape == (2, 6, 3, 4, 5 + 7 + 8)
-  spatial = _spatial_reference(3, 4)
+  spatial = references.spatial_coords(3, 4)
   for b, n, i, j in [(0, 0, 0, 0), (1, 5, 2, 3), (0, 3, 1, 2)]:
     want = np.concatenate([visual[b, i, j], words[b, n], spatial[i, j]])
     np.testing.assert_allclose(joint[b, n, i, j], want, atol=1e-6)

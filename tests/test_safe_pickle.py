@@ -1,4 +1,4 @@
-"""Tests for cmsa_jax.data.safe_pickle."""
+"""Tests for cmsa_jax.records.safe_pickle."""
 
 import os
 import pickle
@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from cmsa_jax.data import safe_pickle
+from cmsa_jax.records import safe_pickle
 
 
 class _RunsCommand:

@@ -1,4 +1,4 @@
-"""Tests of the procedural referring dataset (cmsa_jax.synthetic).
+"""Tests of the procedural referring dataset (cmsa_jax.data.synthetic).
 
 Expressions are re-parsed and re-evaluated here from the record alone (object
 attributes and mask centroids), independently of the generator's semantics.
@@ -10,7 +10,7 @@ import hashlib
 import numpy as np
 import pytest
 
-from cmsa_jax import synthetic
+from cmsa_jax.data import synthetic
 
 SIZE_WORDS = {'small', 'large'}
 COLOR_WORDS, SHAPE_WORDS = set(synthetic.COLORS), set(synthetic.SHAPES)

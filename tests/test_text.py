@@ -3,7 +3,7 @@ import json
 import numpy as np
 import pytest
 
-from cmsa_jax import text
+from cmsa_jax.data import text
 
 
 @pytest.mark.parametrize('sentence, tokens', [

@@ -12,13 +12,18 @@ import numpy as np
 from PIL import Image
 import pytest
 
-import conftest
-from cmsa_jax import evaluate
-from cmsa_jax import experiment
-from cmsa_jax import input_pipeline
-from cmsa_jax import predict
-from cmsa_jax import synthetic
-from cmsa_jax import train
+import helpers
+from cmsa_jax import models
+from cmsa_jax.data import input_pipeline
+from cmsa_jax.data import sources
+from cmsa_jax.data import synthetic
+from cmsa_jax.run import checkpoints
+from cmsa_jax.run import evaluate
+from cmsa_jax.run import predict
+from cmsa_jax.run import state as state_lib
+from cmsa_jax.run import train
+
+pytestmark = pytest.mark.slow  # End to end: training runs and subprocesses.
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -26,7 +31,7 @@ _SHARDED_SCRIPT = textwrap.dedent('''
     import functools, json
     import jax, numpy as np
     from configs import demo
-    from cmsa_jax import experiment, train
+    from cmsa_jax.run import state as state_lib, train
     config = demo.get_config()
     config.model.backbone_width = 4
     config.model.embed_dim = config.model.attn_dim = config.model.fusion_dim = 16
@@ -37,7 +42,7 @@ _SHARDED_SCRIPT = textwrap.dedent('''
     # 2e-8, and the 1- and 8-device steps differed by 1.3e-5 there). The decay is
     # elementwise on replicated parameters: nothing about it depends on sharding.
     config.weight_decay = 0.0
-    graphdef, state, tx = experiment.create_train_state(config, vocab_size=30)
+    graphdef, state, tx = state_lib.create_train_state(config, vocab_size=30)
     rng = np.random.default_rng(0)
     batch = {'image': rng.uniform(0, 255, (8, 32, 32, 3)).astype(np.float32),
              'tokens': rng.integers(2, 30, (8, 20)).astype(np.int32),
@@ -78,11 +83,11 @@ def test_batch_size_must_divide_over_devices(tiny_config, tmp_path):
 
 def test_few_demo_steps_lower_the_loss(tiny_config, tmp_path):
   tiny_config.learning_rate = 3e-3
-  vocab = experiment.build_vocabulary(tiny_config, str(tmp_path))
-  graphdef, state, tx = experiment.create_train_state(tiny_config, len(vocab))
+  vocab = sources.build_vocabulary(tiny_config, str(tmp_path))
+  graphdef, state, tx = state_lib.create_train_state(tiny_config, len(vocab))
   it = input_pipeline.create_train_iterator(
-      experiment.load_source(tiny_config, 'train'), vocab, batch_size=8, image_size=tiny_config.image_size, seed=0)
-  batch = {k: v for k, v in next(it).items() if k in train.MODEL_INPUTS + ('mask',)}
+      sources.load_source(tiny_config, 'train'), vocab, batch_size=8, image_size=tiny_config.image_size, seed=0)
+  batch = train.model_batch(next(it), state_lib.model_class(tiny_config))
   step = jax.jit(lambda s, b: train.train_step(s, b, graphdef=graphdef, tx=tx))
   losses = []
   for _ in range(15):
@@ -92,17 +97,16 @@ def test_few_demo_steps_lower_the_loss(tiny_config, tmp_path):
 
 
 def _predictions(model, vocab, config):
-  source = experiment.load_source(config, config.eval_split)
+  source = sources.load_source(config, config.eval_split)
   batch = next(iter(input_pipeline.create_eval_iterator(
       source, vocab, batch_size=4, image_size=config.image_size)))
-  return np.asarray(evaluate.predict_probabilities(
-      model, batch['image'], batch['tokens'], batch['token_mask']))
+  return np.asarray(evaluate.predict_probabilities(model, models.inputs(model, batch)))
 
 
 @pytest.fixture(scope='module')
 def trained(tmp_path_factory):
   """A tiny model trained (and evaluated) for a few steps: (config, workdir, metrics)."""
-  config = conftest.make_tiny_config()
+  config = helpers.make_tiny_config()
   workdir = str(tmp_path_factory.mktemp('trained') / 'run')
   return config, workdir, train.train_and_evaluate(config, workdir)
 
@@ -119,10 +123,10 @@ def test_checkpoint_restore_resume_and_eval(trained, tmp_path):
   assert families and families <= known
 
   # Save -> restore gives identical predictions, vocabulary and config.
-  model, config, vocab, step = experiment.restore_model(workdir)
+  model, config, vocab, step = checkpoints.restore_model(workdir)
   assert step == tiny_config.num_train_steps
   assert config.model.backbone_width == tiny_config.model.backbone_width
-  saved_vocab = experiment.build_vocabulary(tiny_config, workdir)  # Loads vocab.json.
+  saved_vocab = sources.build_vocabulary(tiny_config, workdir)  # Loads vocab.json.
   assert vocab.to_dict() == saved_vocab.to_dict()
 
   # --mode=eval reproduces the final metrics from the checkpoint alone.
@@ -137,7 +141,7 @@ def test_checkpoint_restore_resume_and_eval(trained, tmp_path):
   shutil.rmtree(resumed_dir / 'checkpoints' / str(tiny_config.num_train_steps))
   shutil.rmtree(resumed_dir / 'eval')
   train.train_and_evaluate(tiny_config, str(resumed_dir))
-  resumed, *_ = experiment.restore_model(str(resumed_dir))
+  resumed, *_ = checkpoints.restore_model(str(resumed_dir))
   np.testing.assert_allclose(_predictions(resumed, vocab, tiny_config),
                              _predictions(model, vocab, tiny_config), atol=1e-6)
 

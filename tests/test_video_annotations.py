@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from cmsa_jax.data import image_io
-from cmsa_jax.data import video
+from cmsa_jax.records import image_io
+from cmsa_jax.records import video
 
 REAL = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'real-annotations'
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f'{REAL} is absent')

@@ -10,11 +10,10 @@ from absl import flags
 from absl.testing import flagsaver
 from flax import nnx
 
-import conftest
-from cmsa_jax import resnet
-from cmsa_jax import weights
+import helpers
+from cmsa_jax.models import resnet
+from cmsa_jax.models import weights
 from cmsa_jax.tools import import_weights
-from test_resnet import torchvision_state_dict
 
 BLOCKS, WIDTH = (1, 1, 2, 1), 8
 
@@ -53,7 +52,7 @@ def test_key_table_maps_every_variable_once():
 
 
 def test_import_copies_and_transposes():
-  sd = torchvision_state_dict(BLOCKS, WIDTH)
+  sd = helpers.torchvision_state_dict(BLOCKS, WIDTH)
   model = tiny()
   report = weights.import_torchvision_resnet(sd, model)
   np.testing.assert_array_equal(model.layer2[0].conv2.kernel[...][1, 2, 3, 4],
@@ -68,7 +67,7 @@ def test_import_copies_and_transposes():
 
 
 def test_import_lists_every_error_and_leaves_model_unchanged():
-  sd = torchvision_state_dict(BLOCKS, WIDTH)
+  sd = helpers.torchvision_state_dict(BLOCKS, WIDTH)
   del sd['layer2.0.conv2.weight'], sd['layer4.0.bn3.bias']
   sd['layer9.0.conv1.weight'] = np.zeros((1, 1, 1, 1), np.float32)
   sd['conv1.weight'] = np.zeros((WIDTH, 3, 5, 5), np.float32)
@@ -87,7 +86,7 @@ def test_import_lists_every_error_and_leaves_model_unchanged():
 
 
 def test_allow_missing_keeps_initial_values():
-  sd = {k: v for k, v in torchvision_state_dict(BLOCKS, WIDTH).items()
+  sd = {k: v for k, v in helpers.torchvision_state_dict(BLOCKS, WIDTH).items()
         if not k.startswith('layer4.')}
   model = tiny()
   before = values(model)
@@ -105,7 +104,7 @@ def test_allow_missing_keeps_initial_values():
 
 
 def test_deeplabv3_checkpoint_matches_resnet_checkpoint():
-  sd = torchvision_state_dict(BLOCKS, WIDTH)
+  sd = helpers.torchvision_state_dict(BLOCKS, WIDTH)
   deeplab = {f'backbone.{k}': v for k, v in sd.items() if not k.startswith('fc.')}
   deeplab['classifier.4.weight'] = np.zeros((21, 256, 1, 1), np.float32)
   deeplab['aux_classifier.0.weight'] = np.zeros((256, 1024, 3, 3), np.float32)
@@ -122,7 +121,7 @@ def test_deeplabv3_checkpoint_matches_resnet_checkpoint():
 
 @pytest.mark.parametrize('ext', ['npz', 'safetensors'])
 def test_state_dict_file_round_trip(tmp_path, ext):
-  sd = torchvision_state_dict(BLOCKS, WIDTH)
+  sd = helpers.torchvision_state_dict(BLOCKS, WIDTH)
   path = str(tmp_path / f'resnet.{ext}')
   if ext == 'npz':
     np.savez(path, **sd)
@@ -152,7 +151,7 @@ def test_load_state_dict_errors(tmp_path, monkeypatch):
 
 def test_pth_round_trip(tmp_path):
   torch = pytest.importorskip('torch')
-  sd = torchvision_state_dict(BLOCKS, WIDTH)
+  sd = helpers.torchvision_state_dict(BLOCKS, WIDTH)
   path = str(tmp_path / 'resnet.pth')
   torch.save({k: torch.from_numpy(v) for k, v in sd.items()}, path)
   loaded = weights.load_state_dict(path)
@@ -162,7 +161,7 @@ def test_pth_round_trip(tmp_path):
 
 def test_save_and_load_backbone_round_trip(tmp_path):
   source = tiny()
-  weights.import_torchvision_resnet(torchvision_state_dict(BLOCKS, WIDTH),
+  weights.import_torchvision_resnet(helpers.torchvision_state_dict(BLOCKS, WIDTH),
                                     source)
   path = str(tmp_path / 'backbone.npz')
   weights.save_backbone(source, path)
@@ -208,7 +207,7 @@ def run_cli(capsys, *args):
 
 
 def test_cli_converts_npz(tmp_path, capsys):
-  sd = torchvision_state_dict(BLOCKS, WIDTH)
+  sd = helpers.torchvision_state_dict(BLOCKS, WIDTH)
   src, dst = str(tmp_path / 'resnet.npz'), str(tmp_path / 'backbone.npz')
   np.savez(src, **sd)
   out = run_cli(capsys, f'--input={src}', f'--output={dst}')
@@ -227,8 +226,9 @@ def test_cli_converts_npz(tmp_path, capsys):
   assert 'kept initial values of 20 (allow_missing)' in out
 
 
+@pytest.mark.slow  # Subprocess.
 def test_cli_without_flags_says_where_weights_come_from(tmp_path):
-  run = conftest.run_python(tmp_path, '-m', 'cmsa_jax.tools.import_weights')
+  run = helpers.run_python(tmp_path, '-m', 'cmsa_jax.tools.import_weights')
   assert run.returncode != 0
   assert '--input and --output are required' in run.stderr
   assert 'resnet101-63fe2227.pth' in run.stderr

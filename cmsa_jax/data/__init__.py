@@ -1,1 +1,2 @@
-"""Dataset features, readers and safety helpers shared by the TFDS builders in `datasets/`."""
+"""The training input: dataset sources, the input pipeline, the tokenizer and vocabulary,
+the synthetic scene generator."""

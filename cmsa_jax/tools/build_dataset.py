@@ -18,6 +18,7 @@ from absl import flags
 import tensorflow_datasets as tfds
 
 import cmsa_jax
+from cmsa_jax import errors
 
 DATASETS_DIR = pathlib.Path(cmsa_jax.__file__).resolve().parent.parent / 'datasets'
 
@@ -41,7 +42,7 @@ def builder_class(name):
   try:
     return tfds.builder_cls(name)
   except tfds.core.registered.DatasetNotFoundError:
-    raise ValueError(f'Unknown dataset {name!r}. This repository has {local_builders()} '
+    raise errors.ConfigError(f'Unknown dataset {name!r}. This repository has {local_builders()} '
                      f'(in {DATASETS_DIR}); see tfds.list_builders() for the '
                      'registered ones.') from None
 
@@ -55,10 +56,10 @@ def make_builder(spec, data_dir):
     config = cls.DEFAULT_BUILDER_CONFIG_NAME or configs[0]
     print(f'{name}: building its default config {config!r} (configs: {configs}).')
   if configs and config not in configs:
-    raise ValueError(f'{name} has no config {config!r}; use {name}/<config> with one of '
+    raise errors.ConfigError(f'{name} has no config {config!r}; use {name}/<config> with one of '
                      f'{configs}.')
   if config and not configs:
-    raise ValueError(f'{name} has no configs; got {spec!r}, use {name!r}.')
+    raise errors.ConfigError(f'{name} has no configs; got {spec!r}, use {name!r}.')
   return cls(config=config or None, data_dir=data_dir)
 
 
@@ -87,7 +88,7 @@ def main(argv):
   tfds.display_progress_bar(True)
   try:
     builder = make_builder(argv[1], os.path.expanduser(_DATA_DIR.value))
-  except ValueError as e:
+  except errors.ConfigError as e:
     raise app.UsageError(str(e)) from e
   prepare(builder, _MANUAL_DIR.value and os.path.expanduser(_MANUAL_DIR.value))
   print(summary(builder))

@@ -19,8 +19,8 @@ from absl import app
 from absl import flags
 from flax import nnx
 
-from cmsa_jax import resnet
-from cmsa_jax import weights
+from cmsa_jax.models import resnet
+from cmsa_jax.models import weights
 
 _INPUT = flags.DEFINE_string(
     'input', None, 'torchvision state dict (.pth/.pt/.npz/.safetensors).')

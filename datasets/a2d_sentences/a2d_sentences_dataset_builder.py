@@ -13,10 +13,10 @@ from pathlib import Path
 import tensorflow_datasets as tfds
 from absl import logging
 
-from cmsa_jax.data import features
-from cmsa_jax.data import image_io
-from cmsa_jax.data import sources
-from cmsa_jax.data import video
+from cmsa_jax.records import features
+from cmsa_jax.records import image_io
+from cmsa_jax.records import manual_files
+from cmsa_jax.records import video
 
 _A2D = 'the A2D dataset (Xu et al., CVPR 2015): https://web.eecs.umich.edu/~jjcorso/r/a2d/'
 _SENTENCES = ('A2D Sentences (Gavrilyuk et al., CVPR 2018): '
@@ -57,15 +57,15 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     root = Path(os.fspath(dl_manager.manual_dir))
-    release = sources.require(root / 'Release', _A2D)
-    text = sources.require(root / 'text_annotations', _SENTENCES)
-    videos = video.read_a2d_videoset(sources.require(release / 'videoset.csv', _A2D))
-    missed = set(video.read_lines(sources.require(text / 'a2d_missed_videos.txt', _SENTENCES)))
+    release = manual_files.require(root / 'Release', _A2D)
+    text = manual_files.require(root / 'text_annotations', _SENTENCES)
+    videos = video.read_a2d_videoset(manual_files.require(release / 'videoset.csv', _A2D))
+    missed = set(video.read_lines(manual_files.require(text / 'a2d_missed_videos.txt', _SENTENCES)))
     expressions = collections.defaultdict(list)
     for expression in video.read_a2d_annotations(
-        sources.require(text / 'a2d_annotation.txt', _SENTENCES)):
+        manual_files.require(text / 'a2d_annotation.txt', _SENTENCES)):
       expressions[expression.video_id].append(expression)
-    masks = sources.require(text / 'a2d_annotation_with_instances', _SENTENCES)
+    masks = manual_files.require(text / 'a2d_annotation_with_instances', _SENTENCES)
 
     splits = {name: [] for name in _SUBSETS.values()}
     for v in videos:

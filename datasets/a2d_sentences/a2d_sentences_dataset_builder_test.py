@@ -11,7 +11,7 @@ from PIL import Image
 
 from a2d_sentences import a2d_sentences_dataset_builder as a2d
 from a2d_sentences import make_dummy_data as dummy
-from cmsa_jax.data import video
+from cmsa_jax.records import video
 
 
 @pytest.fixture(scope='module')

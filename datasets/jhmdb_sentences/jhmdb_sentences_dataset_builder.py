@@ -12,10 +12,10 @@ from pathlib import Path
 import tensorflow_datasets as tfds
 from absl import logging
 
-from cmsa_jax.data import features
-from cmsa_jax.data import image_io
-from cmsa_jax.data import sources
-from cmsa_jax.data import video
+from cmsa_jax.records import features
+from cmsa_jax.records import image_io
+from cmsa_jax.records import manual_files
+from cmsa_jax.records import video
 
 _SOURCE = ('J-HMDB (Jhuang et al., ICCV 2013): http://jhmdb.is.tue.mpg.de/ and JHMDB Sentences '
            '(Gavrilyuk et al., CVPR 2018): https://kgavrilyuk.github.io/publication/actor_action/')
@@ -53,14 +53,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
 
   def _split_generators(self, dl_manager):
     root = Path(os.fspath(dl_manager.manual_dir))
-    annotation = sources.require(root / 'jhmdb_annotation.txt', _SOURCE)
+    annotation = manual_files.require(root / 'jhmdb_annotation.txt', _SOURCE)
     expressions = collections.defaultdict(list)
     for expression in video.read_jhmdb_annotations(annotation):
       expressions[expression.video_id].append(expression)
     if not expressions:
       raise ValueError(f'{annotation} holds no expressions')
-    frame_root = sources.require(root / 'Rename_Images', _SOURCE)
-    mask_root = sources.require(root / 'puppet_mask', _SOURCE)
+    frame_root = manual_files.require(root / 'Rename_Images', _SOURCE)
+    mask_root = manual_files.require(root / 'puppet_mask', _SOURCE)
     return {'test': self._generate_examples(expressions, frame_root, mask_root)}
 
   def _generate_examples(self, expressions, frame_root, mask_root):
@@ -76,7 +76,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     for video_id, action in actions.items():
       yield from self._video_examples(
           expressions[video_id], action, frame_root / action / video_id,
-          sources.require(mask_root / action / video_id / 'puppet_mask.mat', _SOURCE))
+          manual_files.require(mask_root / action / video_id / 'puppet_mask.mat', _SOURCE))
 
   def _video_examples(self, expressions, action, folder, mask_path):
     """Records of one video, whose clip frames are read once."""

@@ -5,7 +5,7 @@ import pytest
 import scipy.io
 import tensorflow_datasets as tfds
 
-from cmsa_jax.data import video
+from cmsa_jax.records import video
 from jhmdb_sentences import jhmdb_sentences_dataset_builder as jhmdb
 from jhmdb_sentences import make_dummy_data as dummy
 

@@ -9,10 +9,10 @@ import numpy as np
 from pycocotools import mask as mask_utils
 import tensorflow_datasets as tfds
 
-from cmsa_jax.data import features
-from cmsa_jax.data import image_io
-from cmsa_jax.data import safe_pickle
-from cmsa_jax.data import sources
+from cmsa_jax.records import features
+from cmsa_jax.records import image_io
+from cmsa_jax.records import manual_files
+from cmsa_jax.records import safe_pickle
 
 _SOURCE = ("the refer toolkit's data directory (https://github.com/lichengunc/refer, "
            '"Download": refcoco.zip, refcoco+.zip, refcocog.zip) and the COCO train2014 '
@@ -44,7 +44,7 @@ class RefCocoSegConfig(tfds.core.BuilderConfig):
 
 def _load_refs(path):
   """The refs as dicts of str/int (Python 2 byte strings decoded), checked."""
-  refs = safe_pickle.to_text(safe_pickle.load(sources.require(path, _SOURCE)))
+  refs = safe_pickle.to_text(safe_pickle.load(manual_files.require(path, _SOURCE)))
   if not isinstance(refs, list) or not all(isinstance(r, dict) for r in refs):
     raise ValueError(f'{path}: expected a pickled list of dicts, got {type(refs).__name__}')
   for ref in refs:
@@ -58,7 +58,7 @@ def _load_refs(path):
 def _load_instances(path, refs):
   """Reads instances.json once; returns the images, annotations (by id) and
   category names (by id) that `refs` use."""
-  with sources.require(path, _SOURCE).open('rb') as f:
+  with manual_files.require(path, _SOURCE).open('rb') as f:
     coco = json.load(f)
   image_ids = {r['image_id'] for r in refs}
   ann_ids = {r['ann_id'] for r in refs}
@@ -155,7 +155,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     refs = _load_refs(root / config.dataset / f'refs({config.split_by}).p')
     images, anns, categories = _load_instances(root / config.dataset / 'instances.json', refs)
     image_dir = root / 'images' / 'mscoco' / 'images' / 'train2014'
-    sources.require_all([image_dir / im['file_name'] for im in images.values()], _SOURCE)
+    manual_files.require_all([image_dir / im['file_name'] for im in images.values()], _SOURCE)
     by_split = collections.defaultdict(lambda: collections.defaultdict(list))
     for ref in sorted(refs, key=lambda r: r['ref_id']):
       by_split[ref['split']][ref['image_id']].append(ref)

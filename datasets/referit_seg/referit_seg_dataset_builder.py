@@ -7,9 +7,9 @@ import numpy as np
 import scipy.io
 import tensorflow_datasets as tfds
 
-from cmsa_jax.data import features
-from cmsa_jax.data import image_io
-from cmsa_jax.data import sources
+from cmsa_jax.records import features
+from cmsa_jax.records import image_io
+from cmsa_jax.records import manual_files
 
 _SOURCE = ('the ReferIt data as text_objseg (https://github.com/ronghanghu/text_objseg) '
            'prepares it: the images and masks of its referitdata.tar.gz and the query '
@@ -38,7 +38,7 @@ def _parse_key(key, path):
 
 def _load_queries(path):
   """{image: [(object id, [(sentence, sentence id)])]}, sentence ids in file order."""
-  with sources.require(path, _SOURCE).open('rb') as f:
+  with manual_files.require(path, _SOURCE).open('rb') as f:
     queries = json.load(f)
   by_image = collections.defaultdict(list)
   sent_id = 0
@@ -93,7 +93,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager):
     root = dl_manager.manual_dir
     splits = {split: _load_queries(root / f'referit_query_{split}.json') for split in _SPLITS}
-    sources.require_all(
+    manual_files.require_all(
         [root / 'images' / f'{image}.jpg' for q in splits.values() for image in q] +
         [root / 'mask' / f'{image}_{obj}.mat'
          for q in splits.values() for image, objects in q.items() for obj, _ in objects], _SOURCE)

@@ -1,1 +1,1 @@
-"""synthetic_ref: procedural referring-segmentation scenes (cmsa_jax.synthetic)."""
+"""synthetic_ref: procedural referring-segmentation scenes (cmsa_jax.data.synthetic)."""

@@ -1,6 +1,6 @@
 """synthetic_ref: the embedded default dataset, written to disk.
 
-Record i of a split is `cmsa_jax.synthetic.generate_example(seed, split, i)`
+Record i of a split is `cmsa_jax.data.synthetic.generate_example(seed, split, i)`
 (shuffling is disabled), so the built dataset and `SyntheticSource` agree.
 Nothing is downloaded.
 """
@@ -10,9 +10,9 @@ import dataclasses
 import numpy as np
 import tensorflow_datasets as tfds
 
-from cmsa_jax import synthetic
-from cmsa_jax.data import features
-from cmsa_jax.data import image_io
+from cmsa_jax.data import synthetic
+from cmsa_jax.records import features
+from cmsa_jax.records import image_io
 
 
 @dataclasses.dataclass

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from cmsa_jax import synthetic
+from cmsa_jax.data import synthetic
 
 # Unregistered, so importing it under another package path elsewhere cannot clash.
 with tfds.core.registered.skip_registration():

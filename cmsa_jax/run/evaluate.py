@@ -10,19 +10,22 @@ from flax import nnx
 import jax
 import numpy as np
 
-from cmsa_jax import crf
-from cmsa_jax import experiment
-from cmsa_jax import input_pipeline
-from cmsa_jax import metrics as metrics_lib
-from cmsa_jax import writers
+from cmsa_jax import models
+from cmsa_jax import progress as progress_lib
+from cmsa_jax.data import input_pipeline
+from cmsa_jax.data import sources
+from cmsa_jax.run import checkpoints
+from cmsa_jax.run import crf
+from cmsa_jax.run import metrics as metrics_lib
+from cmsa_jax.run import writers
 
 BASELINES = ('all_objects', 'largest_object')
 
 
 @nnx.jit
-def predict_probabilities(model, image, tokens, token_mask):
+def predict_probabilities(model, inputs):
   """Foreground probabilities (B, H, W) at the model's input size."""
-  return jax.nn.sigmoid(model(image, tokens, token_mask)['logits'])
+  return jax.nn.sigmoid(model(*inputs)['logits'])
 
 
 def _score_example(batch, j, prob, scores, use_crf):
@@ -42,8 +45,8 @@ def _score_example(batch, j, prob, scores, use_crf):
 
 def evaluate_model(model, config, vocab, workdir, *, step):
   """Scores `model` on config.eval_split; writes WORKDIR/eval/metrics.{json,md}."""
-  source = experiment.load_source(config, config.eval_split)
-  with_baselines = experiment.has_all_objects(config)
+  source = sources.load_source(config, config.eval_split)
+  with_baselines = sources.has_all_objects(config)
   index = input_pipeline.sentence_index(source)
   total = len(index) if config.num_eval_examples < 0 else min(config.num_eval_examples, len(index))
   eval_iter = input_pipeline.create_eval_iterator(
@@ -52,11 +55,10 @@ def evaluate_model(model, config, vocab, workdir, *, step):
   scores = {name: metrics_lib.IoUAccumulator() for name in
             ['model', 'crf'] + [f'baseline_{b}' for b in BASELINES]}
   scores['family'] = collections.defaultdict(metrics_lib.IoUAccumulator)
-  progress = writers.Progress('eval', total, unit='examples')
+  progress = progress_lib.Progress('eval', total, unit='examples')
   done = 0
   for batch in eval_iter:
-    probs = np.asarray(predict_probabilities(
-        model, batch['image'], batch['tokens'], batch['token_mask']))
+    probs = np.asarray(predict_probabilities(model, models.inputs(model, batch)))
     for j in np.flatnonzero(batch['valid'])[:total - done]:
       _score_example(batch, j, probs[j], scores, config.crf)
       done += 1
@@ -113,7 +115,7 @@ def evaluate(config, workdir, *, step=None):
   the evaluation settings (data_dir, eval_split, crf, batch size) from `config`
   when given, else from the checkpoint too.
   """
-  model, saved, vocab, step = experiment.restore_model(workdir, step)
+  model, saved, vocab, step = checkpoints.restore_model(workdir, step)
   if config is None:
     config = saved
   else:

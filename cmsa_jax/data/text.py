@@ -17,6 +17,8 @@ import re
 
 import numpy as np
 
+from cmsa_jax import errors
+
 PAD, UNK = 0, 1
 _SPECIAL = ('<pad>', '<unk>')
 _SPLIT = re.compile(r'(\W+)')
@@ -71,13 +73,13 @@ class Vocabulary:
     expression with no token at all encodes as a single <unk> so that every
     example has at least one valid word (masked averages stay defined). With
     `strict=True` (prediction on user input) an expression with no known word
-    raises ValueError instead.
+    raises errors.InputError instead.
     """
     if max_len < 1:
       raise ValueError(f'max_len must be >= 1, got {max_len}')
     ids = [self._ids.get(t, UNK) for t in tokenize(text)][:max_len]
     if strict and all(i == UNK for i in ids):
-      raise ValueError(
+      raise errors.InputError(
           f'expression {text!r} has no word in the vocabulary ({len(self)} words); '
           'rephrase it with common words (e.g. "man on the left")')
     ids = ids or [UNK]

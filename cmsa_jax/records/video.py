@@ -16,7 +16,7 @@ import numpy as np
 import scipy.io
 from absl import logging
 
-from cmsa_jax.data import image_io
+from cmsa_jax.records import image_io
 
 # A2D actor-action codes are 10 * actor + action, both 1-indexed (Xu et al., CVPR'15).
 A2D_ACTORS = ('adult', 'baby', 'ball', 'bird', 'car', 'cat', 'dog')

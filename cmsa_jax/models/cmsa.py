@@ -59,7 +59,9 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
-from cmsa_jax import multimodal
+from cmsa_jax import errors
+from cmsa_jax.models import kernels
+from cmsa_jax.models import multimodal
 
 IMPLS = ('factorized', 'dense')
 POOLINGS = ('attention', 'avg', 'max')
@@ -86,7 +88,7 @@ class CMSAOutput(NamedTuple):
 
 def _check_choice(name, value, choices):
   if value not in choices:
-    raise ValueError(f'{name} must be one of {tuple(choices)}, got {value!r}.')
+    raise errors.ConfigError(f'{name} must be one of {tuple(choices)}, got {value!r}.')
 
 
 def _masked_softmax(logits, mask):
@@ -119,83 +121,27 @@ def _pool(features, weights, mask, pooling):
   return jnp.einsum('bn,bnpc->bpc', weights.astype(features.dtype), features)
 
 
-@jax.custom_vjp
-def _weighted_softmax(logits, weight, count):
-  """(weight * P, count * 1^T P) for P = softmax(logits) over the last axis.
-
-  logits: (B, hw, hw); weight, count: (B,). The backward is written out: XLA:CPU
-  runs the fused multiply-reduce of the autodiff rule about 20x slower than
-  the equivalent einsum.
-  """
-  unnormalized = jnp.exp(logits - jnp.max(logits, axis=-1, keepdims=True))
-  inv_total = 1 / jnp.sum(unnormalized, axis=-1)
-  return (unnormalized * (weight[:, None] * inv_total)[..., None],
-          jnp.einsum('bpq,bp->bq', unnormalized, count[:, None] * inv_total))
-
-
-def _weighted_softmax_fwd(logits, weight, count):
-  return _weighted_softmax(logits, weight, count), (logits, weight, count)
-
-
-def _weighted_softmax_bwd(residuals, cotangents):
-  logits, weight, count = residuals
-  g_scaled, g_summed = cotangents
-  p = jax.nn.softmax(logits, axis=-1)
-  # dL/dP = weight g_scaled + count 1 g_summed^T; softmax: P (dL/dP - <dL/dP, P>).
-  inner = (weight[:, None] * jnp.einsum('bpq,bpq->bp', g_scaled, p)
-           + count[:, None] * jnp.einsum('bpq,bq->bp', p, g_summed))
-  g_logits = p * (weight[:, None, None] * g_scaled
-                  + count[:, None, None] * g_summed[:, None, :] - inner[..., None])
-  return g_logits, jnp.einsum('bpq,bpq->b', g_scaled, p), jnp.zeros_like(count)
-
-
-_weighted_softmax.defvjp(_weighted_softmax_fwd, _weighted_softmax_bwd)
-
-
-def _scan_pixel_attention(pixel_self, word_pixel, weights, mask, pool_step, init):
-  """Folds pool_step over the words' weighted pixel attention weights_n P_n.
-
-  P_n = softmax_p'(pixel_self + word_pixel[:, n]) (B, hw, hw) is built one
-  word at a time and recomputed in the backward pass, so memory stays
-  O(B (hw)^2) rather than O(B N (hw)^2). Returns (the fold, the attention
-  each key pixel p' receives from the valid queries: sum_{valid n, p} P_n[p, p']).
-  """
-  b, hw = pixel_self.shape[:2]
-  # Keeps XLA:CPU from fusing the logit matmuls into the softmax reductions
-  # (10x slower) when the logits do not depend on the word and get hoisted.
-  pixel_self, word_pixel = jax.lax.optimization_barrier((pixel_self, word_pixel))
-  counts = mask.astype(jnp.float32)
-
-  @jax.checkpoint
-  def step(carry, i):
-    acc, heat = carry
-    scaled, received = _weighted_softmax(
-        pixel_self + word_pixel[:, i, None], weights[:, i], counts[:, i])
-    return (pool_step(acc, scaled, i), heat + received), None
-
-  carry = (init, jnp.zeros((b, hw), jnp.float32))
-  return jax.lax.scan(step, carry, jnp.arange(word_pixel.shape[1]))[0]
-
-
 class CMSA(nnx.Module):
   """Cross-modal self-attention + word pooling for one feature level."""
 
   def __init__(self, visual_dim: int, word_dim: int, *, attn_dim: int = 512,
                impl: str = 'factorized', pooling: str = 'attention',
                word_weight: str = 'mean', attention: str = 'full',
-               qk_init_scale: float = 1.0, dtype=jnp.float32, rngs: nnx.Rngs):
+               qk_init_scale: float = 1.0, custom_gradients: bool = True,
+               dtype=jnp.float32, rngs: nnx.Rngs):
     _check_choice('impl', impl, IMPLS)
     if not qk_init_scale > 0:
-      raise ValueError(f'qk_init_scale must be > 0, got {qk_init_scale}.')
+      raise errors.ConfigError(f'qk_init_scale must be > 0, got {qk_init_scale}.')
     _check_choice('pooling', pooling, POOLINGS)
     _check_choice('word_weight', word_weight, WORD_WEIGHTS)
     _check_choice('attention', attention, ATTENTION_TERMS)
     if attention == 'none' and pooling == 'attention':
-      raise ValueError("pooling='attention' needs attention != 'none' "
+      raise errors.ConfigError("pooling='attention' needs attention != 'none' "
                        '(Eq.4 pools by the attention words receive).')
     self.visual_dim, self.word_dim = visual_dim, word_dim
     self.impl, self.pooling = impl, pooling
     self.word_weight, self.attention = word_weight, attention
+    self.custom_gradients = custom_gradients
     self.dtype = dtype
     if attention == 'none':
       return
@@ -331,8 +277,9 @@ class CMSA(nnx.Module):
       pool_step = lambda acc, scaled, i: acc + scaled
       init = jnp.zeros((b, hw, hw), f32)
 
-    acc, heat = _scan_pixel_attention(pixel_self, word_pixel, scan_weights, mask,
-                                      pool_step, init)
+    acc, heat = kernels.scan_pixel_attention(
+        pixel_self, word_pixel, scan_weights, mask, pool_step, init,
+        custom_gradient=self.custom_gradients)
     pixel_attention = heat / (hw * jnp.sum(mask, 1, keepdims=True))
     if self.pooling == 'max':
       return acc, weights, pixel_attention

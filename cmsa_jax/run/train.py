@@ -9,32 +9,38 @@ import numpy as np
 import optax
 import orbax.checkpoint as ocp
 
-from cmsa_jax import evaluate
-from cmsa_jax import experiment
-from cmsa_jax import input_pipeline
-from cmsa_jax import model as model_lib
-from cmsa_jax import writers
+from cmsa_jax import errors
+from cmsa_jax import models
+from cmsa_jax import progress as progress_lib
+from cmsa_jax.data import input_pipeline
+from cmsa_jax.data import sources
+from cmsa_jax.run import checkpoints
+from cmsa_jax.run import evaluate
+from cmsa_jax.run import state as state_lib
+from cmsa_jax.run import writers
 
-MODEL_INPUTS = ('image', 'tokens', 'token_mask')
+
+
+def model_batch(batch, model_class):
+  """The arrays of an input batch the train step reads: the model's inputs and target."""
+  return {k: batch[k] for k in model_class.input_keys + (model_class.target_key,)}
 
 
 def train_step(state, batch, *, graphdef, tx):
-  """One Adam step on the Eq.8 loss; returns the new state and batch metrics."""
+  """One Adam step on the model's loss; returns the new state and batch metrics."""
 
   def loss_fn(params):
-    model = experiment.merge_model(graphdef, state.replace(params=params))
-    logits = model(*(batch[k] for k in MODEL_INPUTS))['logits']
-    return model_lib.bce_loss(logits, batch['mask']), logits
+    model = state_lib.merge_model(graphdef, state.replace(params=params))
+    outputs = model(*models.inputs(model, batch))
+    pred, target = outputs['logits'] > 0, batch[model.target_key] > 0.5
+    overall_iou = jnp.sum(pred & target) / jnp.maximum(jnp.sum(pred | target), 1)
+    return model.loss(outputs, batch), overall_iou
 
-  (loss, logits), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  (loss, overall_iou), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
-  pred, target = logits > 0, batch['mask'] > 0.5
-  metrics = {
-      'loss': loss,
-      'train_overall_iou': jnp.sum(pred & target) / jnp.maximum(jnp.sum(pred | target), 1),
-      'grad_norm': optax.global_norm(grads),
-  }
+  metrics = {'loss': loss, 'train_overall_iou': overall_iou,
+             'grad_norm': optax.global_norm(grads)}
   return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
 
 
@@ -56,7 +62,7 @@ def global_batch(local_batch, data_sharding):
 
 def check_batch_size(batch_size, name='batch_size'):
   if batch_size < 1 or batch_size % jax.device_count():
-    raise ValueError(
+    raise errors.ConfigError(
         f'config.{name}={batch_size} must be a positive multiple of the device count '
         f'({jax.device_count()}): the global batch is split evenly across devices. '
         f'Set --config.{name}={max(jax.device_count(), batch_size // jax.device_count() * jax.device_count())}.')
@@ -66,10 +72,11 @@ def check_batch_size(batch_size, name='batch_size'):
 def train_and_evaluate(config, workdir):
   """Trains (resuming from the latest checkpoint), then evaluates on config.eval_split."""
   local_batch = check_batch_size(config.batch_size)
-  train_source = experiment.load_source(config, config.train_split)
+  train_source = sources.load_source(config, config.train_split)
   index = input_pipeline.sentence_index(train_source)
-  vocab = experiment.build_vocabulary(config, workdir, index)
-  graphdef, state, tx = experiment.create_train_state(config, len(vocab))
+  vocab = sources.build_vocabulary(config, workdir, index)
+  graphdef, state, tx = state_lib.create_train_state(config, len(vocab))
+  model_class = state_lib.model_class(config)
   mesh = make_mesh()
   replicated, data_sharding = shardings(mesh)
 
@@ -78,7 +85,7 @@ def train_and_evaluate(config, workdir):
       max_words=config.max_words, seed=config.seed, num_workers=config.num_workers,
       shard_index=jax.process_index(), shard_count=jax.process_count(), index=index)
 
-  mngr = experiment.checkpoint_manager(config, workdir)
+  mngr = checkpoints.checkpoint_manager(config, workdir)
   if mngr.latest_step() is not None:
     abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
     import grain  # pylint: disable=g-import-not-at-top
@@ -96,12 +103,11 @@ def train_and_evaluate(config, workdir):
   first = int(state.step)
   if first == 0:
     writer.write_hparams(dict(config.to_dict(), num_devices=jax.device_count()))
-  progress = writers.Progress('train', config.num_train_steps, first=first)
-  schedule = experiment.learning_rate_schedule(config)
+  progress = progress_lib.Progress('train', config.num_train_steps, first=first)
+  schedule = state_lib.learning_rate_schedule(config)
   history = []
   for step in range(first + 1, config.num_train_steps + 1):
-    batch = global_batch({k: v for k, v in next(train_iter).items()
-                          if k in MODEL_INPUTS + ('mask',)}, data_sharding)
+    batch = global_batch(model_batch(next(train_iter), model_class), data_sharding)
     state, metrics = step_fn(state, batch)
     history.append(metrics)
     if step % config.log_every_steps == 0 or step == config.num_train_steps:
@@ -111,12 +117,12 @@ def train_and_evaluate(config, workdir):
       history = []
     progress.update(step)
     if step % config.checkpoint_every_steps == 0 or step == config.num_train_steps:
-      mngr.save(step, args=experiment.checkpoint_items(state, config, vocab, train_iter),
+      mngr.save(step, args=checkpoints.checkpoint_items(state, config, vocab, train_iter),
                 force=True)
   mngr.wait_until_finished()
   mngr.close()
 
-  model = experiment.merge_model(graphdef, jax.device_get(state))
+  model = state_lib.merge_model(graphdef, jax.device_get(state))
   metrics = evaluate.evaluate_model(model, config, vocab, workdir, step=int(state.step))
   writer.write_scalars(int(state.step), {f'eval/{k}': v for k, v in metrics.items()})
   writer.close()

@@ -1,7 +1,7 @@
 """The input pipeline shared by every dataset: grain over a random-access source.
 
 A source is `tfds.data_source(...)` (or anything with `__len__`/`__getitem__`
-returning records in the layout of `cmsa_jax.data.features`). One example is
+returning records in the layout of `cmsa_jax.records.features`). One example is
 one expression: `sentence_index` flattens records into (record, sentence)
 pairs, and a grain pipeline loads, resizes and batches them.
 
@@ -28,7 +28,7 @@ import PIL.Image
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.data_sources import base as tfds_sources
 
-from cmsa_jax import writers
+from cmsa_jax import progress as progress_lib
 
 _RESAMPLE = {'bilinear': PIL.Image.BILINEAR, 'nearest': PIL.Image.NEAREST}
 # Batched by stacking; everything else an eval example holds stays a list.
@@ -170,7 +170,7 @@ def sentence_index(source):
     raise ValueError('source is empty')
   view = _lazy(source, skip_image=True)
   pairs, texts = [], []
-  progress = writers.Progress('sentence index', len(view), unit='records')
+  progress = progress_lib.Progress('sentence index', len(view), unit='records')
   for r in range(len(view)):
     progress.update(r + 1)
     record = view[r]
@@ -182,6 +182,13 @@ def sentence_index(source):
   if not pairs:
     raise ValueError(f'source has {len(source)} records but no sentence')
   return SentenceIndex(np.asarray(pairs, np.int64), tuple(texts))
+
+
+def encode(image, text, vocab, *, image_size, max_words, strict=False):
+  """One (image, expression) pair as model inputs, and where the image lies in them."""
+  tokens, token_mask = vocab.encode(text, max_words, strict=strict)
+  resized, info = resize_and_pad(image, image_size)
+  return {'image': resized, 'tokens': tokens, 'token_mask': token_mask}, info
 
 
 class _LoadExample:
@@ -215,10 +222,9 @@ class _LoadExample:
       raise ValueError(f'record {r}: mask of object {obj} has shape {mask.shape}, '
                        f'image has {image.shape[:2]}')
     text = _str(sentences['text'][s])
-    tokens, token_mask = self._vocab.encode(text, self._max_words)
-    resized, info = resize_and_pad(image, self._size)
-    example = {'image': resized, 'mask': _resize_mask(mask, self._size),
-               'tokens': tokens, 'token_mask': token_mask}
+    example, info = encode(image, text, self._vocab, image_size=self._size,
+                           max_words=self._max_words)
+    example['mask'] = _resize_mask(mask, self._size)
     if self._clip_radius is not None:
       example['frames'] = np.stack([resize_and_pad(_pixels(f, 'RGB'), self._size)[0]
                                     for f in self._clip(record, r)])

@@ -1,4 +1,4 @@
-"""Pretrained ResNet weights: torchvision state dicts -> `cmsa_jax.resnet.ResNet`.
+"""Pretrained ResNet weights: torchvision state dicts -> `cmsa_jax.models.resnet.ResNet`.
 
 Nothing is downloaded here. Get one of these files on a machine with internet
 (e.g. `torchvision.models.resnet101(weights='IMAGENET1K_V1')` caches it):
@@ -25,7 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from cmsa_jax.resnet import ResNet
+from cmsa_jax import errors
+from cmsa_jax.models.resnet import ResNet
 
 WEIGHTS_HELP = (
     'Download a torchvision checkpoint on a machine with internet: ResNet-101 '
@@ -230,17 +231,17 @@ def load_backbone(model: nnx.Module, path: str) -> None:
     every missing, unexpected or mis-shaped entry (the model is unchanged).
   """
   if not os.path.exists(path):
-    raise FileNotFoundError(
+    raise errors.NotFoundError(
         f'No backbone file at {path}. Create it with `python -m '
         f'cmsa_jax.tools.import_weights`. {WEIGHTS_HELP}')
   stored = load_state_dict(path)
   variables = {_path_str(p): (p, v) for p, v in _variables(model).items()}
-  errors = [f'missing {k}' for k in sorted(variables.keys() - stored.keys())]
-  errors += [f'unexpected {k}' for k in sorted(stored.keys() - variables.keys())]
-  errors += [f'mis-shaped {k}: file has {stored[k].shape}, model has {v.shape}'
+  problems = [f'missing {k}' for k in sorted(variables.keys() - stored.keys())]
+  problems += [f'unexpected {k}' for k in sorted(stored.keys() - variables.keys())]
+  problems += [f'mis-shaped {k}: file has {stored[k].shape}, model has {v.shape}'
              for k, (_, v) in variables.items()
              if k in stored and stored[k].shape != v.shape]
-  if errors:
-    raise ValueError(f'Backbone file {path} does not fit the model:\n  ' +
-                     '\n  '.join(errors))
+  if problems:
+    raise errors.ConfigError(f'Backbone file {path} does not fit the model:\n  ' +
+                     '\n  '.join(problems))
   _assign(model, {p: stored[k] for k, (p, _) in variables.items()})

@@ -6,15 +6,18 @@ cross-modal self-attention and word pooling (Eq.2-5, cmsa.py) and are fused by
 GMLF (Eq.6-7, gmlf.py) into one logit map, upsampled bilinearly to the input.
 """
 
+import functools
+
 import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from cmsa_jax import cmsa
-from cmsa_jax import gmlf
-from cmsa_jax import multimodal
-from cmsa_jax import resnet
+from cmsa_jax.models import cmsa
+from cmsa_jax.models import gmlf
+from cmsa_jax.models import kernels
+from cmsa_jax.models import multimodal
+from cmsa_jax.models import resnet
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # torchvision.
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
@@ -46,7 +49,7 @@ def _check_inputs(images, tokens, token_mask):
     raise ValueError(f'images {images.shape} and tokens {tokens.shape} differ in batch size.')
 
 
-class CMSAModel(nnx.Module):
+class Model(nnx.Module):
   """Cross-modal self-attention network for referring image segmentation.
 
   Returns a dict with
@@ -58,17 +61,22 @@ class CMSAModel(nnx.Module):
       normalized per image (Fig.7-style; all 0 where it is uniform).
   """
 
-  def __init__(self, vocab_size: int, *, backbone_blocks=(3, 4, 23, 3),
+  input_keys = ('image', 'tokens', 'token_mask')  # __call__'s arguments.
+  target_key = 'mask'
+
+  def __init__(self, *, vocab_size: int, backbone_blocks=(3, 4, 23, 3),
                backbone_width: int = 64, embed_dim: int = 1000,
                attn_dim: int = 512, fusion_dim: int = 500,
                cmsa_impl: str = 'factorized', pooling: str = 'attention',
                word_weight: str = 'mean', attention: str = 'full',
                qk_init_scale: float = 1.0, fusion: str = 'gated',
-               fusion_relu: bool = False, dtype=jnp.float32, rngs: nnx.Rngs):
+               fusion_relu: bool = False, custom_gradients: bool = True,
+               dtype=jnp.float32, rngs: nnx.Rngs):
     self.backbone = resnet.ResNet(blocks=backbone_blocks, width=backbone_width,
                                   dtype=dtype, rngs=rngs)
     self.embed = nnx.Embed(vocab_size, embed_dim, dtype=dtype,
                            embedding_init=_embedding_init, rngs=rngs)
+    self.custom_gradients = custom_gradients
     self.levels = ('res5',) if fusion == 'res5' else LEVELS
     visual_dims = [backbone_width * resnet.EXPANSION * LEVEL_WIDTH[level]
                    for level in self.levels]
@@ -76,7 +84,7 @@ class CMSAModel(nnx.Module):
         cmsa.CMSA(c, embed_dim, attn_dim=attn_dim, impl=cmsa_impl,
                   pooling=pooling, word_weight=word_weight,
                   attention=attention, qk_init_scale=qk_init_scale,
-                  dtype=dtype, rngs=rngs)
+                  custom_gradients=custom_gradients, dtype=dtype, rngs=rngs)
         for c in visual_dims])
     self.fusion = gmlf.GMLF(
         [c + embed_dim + multimodal.SPATIAL_DIM for c in visual_dims],
@@ -89,8 +97,9 @@ class CMSAModel(nnx.Module):
     _check_inputs(images, tokens, token_mask)
     b, height, width, _ = images.shape
     features = self.backbone(normalize_images(images))
-    words = multimodal.l2_normalize(self.embed(tokens))  # Eq.1
-    outputs = [layer(multimodal.l2_normalize(features[level]), words, token_mask)
+    normalize = functools.partial(kernels.l2_normalize, custom_gradient=self.custom_gradients)
+    words = normalize(self.embed(tokens))  # Eq.1
+    outputs = [layer(normalize(features[level]), words, token_mask)
                for level, layer in zip(self.levels, self.cmsa)]
     logits = self.fusion([o.features for o in outputs])
     logits = jax.image.resize(logits, (b, height, width), 'bilinear')
@@ -102,6 +111,9 @@ class CMSAModel(nnx.Module):
     return dict(logits=logits,
                 word_attention=jnp.stack([o.word_weights for o in outputs], 1),
                 heatmap=heatmap)
+
+  def loss(self, outputs: dict[str, jax.Array], batch) -> jax.Array:
+    return bce_loss(outputs['logits'], batch[self.target_key])  # Eq.8
 
 
 def bce_loss(logits: jax.Array, masks: jax.Array) -> jax.Array:

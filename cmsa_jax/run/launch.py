@@ -5,6 +5,8 @@ import logging as std_logging
 from absl import logging
 import jax
 
+from cmsa_jax import errors
+
 MODES = ('train', 'eval', 'predict')
 
 
@@ -14,23 +16,23 @@ def _quiet_orbax(record):
 
 
 def launch(mode, config, workdir, *, step=None, image=None, expression=None, output=None):
-  """Runs `mode` (see MODES). User mistakes raise ValueError / FileNotFoundError."""
+  """Runs `mode` (see MODES). User mistakes raise `errors.UserError`."""
   logging.get_absl_handler().addFilter(_quiet_orbax)
   if mode not in MODES:
-    raise ValueError(f'--mode={mode!r}; expected one of {MODES}')
+    raise errors.ConfigError(f'--mode={mode!r}; expected one of {MODES}')
   if config is None and mode == 'train':
-    raise ValueError('--config is required to train, e.g. --config=configs/demo.py')
+    raise errors.ConfigError('--config is required to train, e.g. --config=configs/demo.py')
   if config is not None and config.distributed:
     jax.distributed.initialize()
   logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(),
                jax.devices())
   if mode == 'train':
-    from cmsa_jax import train  # pylint: disable=g-import-not-at-top
+    from cmsa_jax.run import train  # pylint: disable=g-import-not-at-top
     return train.train_and_evaluate(config, workdir)
   if mode == 'eval':
-    from cmsa_jax import evaluate  # pylint: disable=g-import-not-at-top
+    from cmsa_jax.run import evaluate  # pylint: disable=g-import-not-at-top
     return evaluate.evaluate(config, workdir, step=step)
   if not (image and expression is not None and output):
-    raise ValueError('--mode=predict needs --image=PATH --expression="..." --output=DIR')
-  from cmsa_jax import predict  # pylint: disable=g-import-not-at-top
+    raise errors.ConfigError('--mode=predict needs --image=PATH --expression="..." --output=DIR')
+  from cmsa_jax.run import predict  # pylint: disable=g-import-not-at-top
   return predict.predict(config, workdir, image, expression, output, step=step)

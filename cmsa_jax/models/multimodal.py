@@ -1,17 +1,15 @@
 """Multimodal feature of Eq.1: f_pn = [v_p, e_n, s_p] for pixel p and word n.
 
 v_p is the L2-normalized visual feature of pixel p, e_n the L2-normalized
-embedding of word n and s_p the 8-d spatial coordinate of p. The CMSA module
-(cmsa.py) mostly consumes the parts; `joint_features` materializes the
+embedding of word n (both by `kernels.l2_normalize`) and s_p the 8-d spatial
+coordinate of p. The CMSA module (cmsa.py) mostly consumes the parts; `joint_features` materializes the
 concatenation for every (p, n) (the dense reference, attention='none').
 """
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 
 SPATIAL_DIM = 8
-L2_EPS = 1e-12
 
 
 def spatial_coords(h: int, w: int) -> np.ndarray:
@@ -34,38 +32,6 @@ def spatial_coords(h: int, w: int) -> np.ndarray:
   coords = np.stack([xs[..., 0], ys[..., 0], xs[..., 1], ys[..., 1],
                      xs[..., 2], ys[..., 2], inv[..., 0], inv[..., 1]], -1)
   return coords.astype(np.float32)
-
-
-def _l2_normalize_parts(x):
-  x = x.astype(jnp.float32)
-  sq_norm = jnp.einsum('...c,...c->...', x, x)[..., None]
-  inv_norm = jax.lax.rsqrt(jnp.maximum(sq_norm, L2_EPS**2))
-  return x * inv_norm, inv_norm, sq_norm > L2_EPS**2
-
-
-@jax.custom_vjp
-def l2_normalize(x: jax.Array) -> jax.Array:
-  """x / max(||x||, 1e-12) over the last axis, with the norm taken in float32.
-
-  The backward is written out: XLA:CPU runs the fused multiply-reduce of the
-  autodiff rule about 10x slower than the equivalent einsum.
-  """
-  return _l2_normalize_parts(x)[0].astype(x.dtype)
-
-
-def _l2_normalize_fwd(x):
-  y, inv_norm, above_eps = _l2_normalize_parts(x)
-  return y.astype(x.dtype), (y, inv_norm, above_eps)
-
-
-def _l2_normalize_bwd(residuals, g):
-  y, inv_norm, above_eps = residuals
-  g32 = g.astype(jnp.float32)
-  inner = jnp.einsum('...c,...c->...', g32, y)[..., None]
-  return ((inv_norm * (g32 - jnp.where(above_eps, y * inner, 0))).astype(g.dtype),)
-
-
-l2_normalize.defvjp(_l2_normalize_fwd, _l2_normalize_bwd)
 
 
 def joint_features(visual: jnp.ndarray, words: jnp.ndarray) -> jnp.ndarray:

@@ -1,4 +1,4 @@
-"""Metric writers (console + TensorBoard) and progress reports.
+"""Metric writers: console + TensorBoard.
 
 clu 0.0.12's `metric_writers` and `periodic_actions` import TensorFlow when the
 package is imported, and TensorFlow is not a dependency here. These classes
@@ -6,8 +6,6 @@ keep clu's MetricWriter method names (write_scalars, write_images,
 write_hparams, flush, close) so swapping in clu's writers is a one-line change
 where TensorFlow is installed; TensorBoard files are written by tensorboardX.
 """
-
-import time
 
 from absl import logging
 import numpy as np
@@ -79,38 +77,3 @@ def create_default_writer(logdir, *, just_logging=False):
   if just_logging:
     return LoggingWriter()
   return MultiWriter([LoggingWriter(), TensorBoardWriter(logdir)])
-
-
-class Progress:
-  """Periodic report of rate and ETA for a loop of known length."""
-
-  def __init__(self, name, total, *, every_seconds=10.0, unit='steps', first=0):
-    self.name, self.total, self.unit = name, total, unit
-    self._every = every_seconds
-    self._start = self._last = time.monotonic()
-    self._first = first
-    self.count = first
-
-  def update(self, count=None, force=False):
-    """Advances to `count` (or by one); logs a line at most every `every_seconds`."""
-    self.count = self.count + 1 if count is None else count
-    now = time.monotonic()
-    if not force and now - self._last < self._every and self.count < self.total:
-      return
-    self._last = now
-    rate = (self.count - self._first) / max(now - self._start, 1e-9)
-    eta = (self.total - self.count) / rate if rate > 0 else float('inf')
-    logging.info('%s: %d/%d %s, %.2f %s/s, ETA %s', self.name, self.count, self.total,
-                 self.unit, rate, self.unit, _format_seconds(eta))
-
-  @property
-  def rate(self):
-    return (self.count - self._first) / max(time.monotonic() - self._start, 1e-9)
-
-
-def _format_seconds(seconds):
-  if not np.isfinite(seconds):
-    return '?'
-  m, s = divmod(int(seconds), 60)
-  h, m = divmod(m, 60)
-  return f'{h:d}:{m:02d}:{s:02d}'

@@ -11,23 +11,22 @@ import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
 import numpy as np
 from PIL import Image
 
-from cmsa_jax import crf
-from cmsa_jax import experiment
-from cmsa_jax import input_pipeline
-from cmsa_jax import text
-
-LEVELS = ('Res3', 'Res4', 'Res5')
-
+from cmsa_jax import errors
+from cmsa_jax import models
+from cmsa_jax.data import input_pipeline
+from cmsa_jax.data import text
+from cmsa_jax.run import checkpoints
+from cmsa_jax.run import crf
 
 def load_image(path):
   """Any image Pillow reads, as (H, W, 3) uint8 RGB; clear error otherwise."""
   if not os.path.isfile(path):
-    raise FileNotFoundError(f'--image={path}: no such file')
+    raise errors.NotFoundError(f'--image={path}: no such file')
   try:
     with Image.open(path) as im:
       return np.asarray(im.convert('RGB'))
   except (OSError, ValueError) as e:
-    raise ValueError(f'--image={path}: Pillow cannot read it as an image ({e})') from None
+    raise errors.InputError(f'--image={path}: Pillow cannot read it as an image ({e})') from None
 
 
 def upsample(x, size):
@@ -37,12 +36,12 @@ def upsample(x, size):
 
 def run_model(model, vocab, image, expression, *, image_size, max_words):
   """Probability (H, W), heatmap (H, W) at the image's size, word attention (3, n), words."""
-  tokens, token_mask = vocab.encode(expression, max_words, strict=True)
-  padded, info = input_pipeline.resize_and_pad(image, image_size)
-  out = model(padded[None], tokens[None], token_mask[None])
+  example, info = input_pipeline.encode(image, expression, vocab, image_size=image_size,
+                                        max_words=max_words, strict=True)
+  out = model(*models.inputs(model, {k: v[None] for k, v in example.items()}))
   prob = input_pipeline.unpad_and_resize(np.asarray(jax.nn.sigmoid(out['logits'][0])), info)
   heatmap = input_pipeline.unpad_and_resize(upsample(out['heatmap'][0], image_size), info)
-  n = int(token_mask.sum())
+  n = int(example['token_mask'].sum())
   words = text.tokenize(expression)[:n]
   return prob, heatmap, np.asarray(out['word_attention'][0, :, :n]), words
 
@@ -53,13 +52,14 @@ def _overlay(image, mask, color=(255, 40, 40), alpha=0.5):
   return out.astype(np.uint8)
 
 
-def _plot_word_attention(path, weights, words, vocab, expression):
-  fig, axes = plt.subplots(len(LEVELS), 1, figsize=(max(4, 0.8 * len(words) + 1), 6),
-                           sharex=True)
+def _plot_word_attention(path, weights, levels, words, vocab, expression):
+  fig, axes = plt.subplots(len(levels), 1, figsize=(max(4, 0.8 * len(words) + 1), 6),
+                           sharex=True, squeeze=False)
+  axes = axes[:, 0]
   labels = [w if w in vocab else f'{w} (unk)' for w in words]
-  for ax, level, w in zip(axes, LEVELS, weights):
+  for ax, level, w in zip(axes, levels, weights):
     ax.bar(range(len(w)), w, color='tab:blue')
-    ax.set_ylabel(level)
+    ax.set_ylabel(level.capitalize())
     ax.set_ylim(0, max(1e-6, float(weights.max())) * 1.1)
   axes[-1].set_xticks(range(len(labels)), labels, rotation=45, ha='right')
   fig.suptitle(f'word attention: "{expression}"')
@@ -81,7 +81,7 @@ def _plot_heatmap(path, image, heatmap):
 def predict(config, workdir, image_path, expression, output_dir, *, step=None):
   """Writes mask.png, overlay.png, word_attention.png and heatmap.png to output_dir."""
   image = load_image(image_path)
-  model, saved, vocab, _ = experiment.restore_model(workdir, step)
+  model, saved, vocab, _ = checkpoints.restore_model(workdir, step)
   prob, heatmap, weights, words = run_model(
       model, vocab, image, expression, image_size=saved.image_size,
       max_words=saved.max_words)
@@ -92,7 +92,7 @@ def predict(config, workdir, image_path, expression, output_dir, *, step=None):
            for name in ('mask', 'overlay', 'word_attention', 'heatmap')}
   Image.fromarray(mask.astype(np.uint8) * 255).save(paths['mask'])
   Image.fromarray(_overlay(image, mask)).save(paths['overlay'])
-  _plot_word_attention(paths['word_attention'], weights, words, vocab, expression)
+  _plot_word_attention(paths['word_attention'], weights, model.levels, words, vocab, expression)
   _plot_heatmap(paths['heatmap'], image, heatmap)
   logging.info('Mask covers %.1f%% of the image; wrote %s', 100 * mask.mean(),
                ', '.join(paths.values()))

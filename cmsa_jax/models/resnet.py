@@ -2,7 +2,7 @@
 
 Mirrors torchvision's `resnet101(replace_stride_with_dilation=[False, True, True])`
 layer for layer (module names included: `conv1`, `bn1`, `layer1`..`layer4`), so
-torchvision ImageNet and DeepLabV3 weights imported by `cmsa_jax.weights` give
+torchvision ImageNet and DeepLabV3 weights imported by `cmsa_jax.models.weights` give
 the same outputs as PyTorch. Images are NHWC; padding is explicit and symmetric
 as in PyTorch. Batch norm is frozen: it always uses the running statistics.
 """
@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import jax
 import jax.numpy as jnp
 from flax import nnx
+
+from cmsa_jax import errors
 
 EXPANSION = 4  # Bottleneck output channels = EXPANSION * width of the stage.
 STAGES = ('res2', 'res3', 'res4', 'res5')
@@ -107,7 +109,7 @@ class ResNet(nnx.Module):
                dilations: Sequence[int] = (1, 1, 2, 4), dtype=jnp.float32,
                rngs: nnx.Rngs):
     if len(blocks) != 4 or min(blocks) < 1:
-      raise ValueError(f'blocks must be 4 positive counts; got {blocks}.')
+      raise errors.ConfigError(f'blocks must be 4 positive counts; got {blocks}.')
     strides = stage_strides(dilations)
     self.dtype = dtype
     # Stem: 7x7/2 conv (padding 3) then 3x3/2 max pool (padding 1).

@@ -24,6 +24,8 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from cmsa_jax import errors
+
 FUSIONS = ('res5', 'sum', 'self_gated', 'gated')
 GAMMA_INIT = 0.5  # As the official code's trainable alpha = 0.5.
 GATE_BIAS_INIT = 1.0  # The official code's sigmoid(x + 1): gates start open.
@@ -36,7 +38,7 @@ class GMLF(nnx.Module):
                fusion: str = 'gated', relu: bool = False, dtype=jnp.float32,
                rngs: nnx.Rngs):
     if fusion not in FUSIONS:
-      raise ValueError(f'fusion must be one of {FUSIONS}, got {fusion!r}.')
+      raise errors.ConfigError(f'fusion must be one of {FUSIONS}, got {fusion!r}.')
     if not in_dims or (fusion == 'res5' and len(in_dims) != 1):
       raise ValueError(f'fusion={fusion!r} got in_dims={tuple(in_dims)}: '
                        "need >= 1 level, exactly 1 for 'res5'.")

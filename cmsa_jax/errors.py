@@ -1,0 +1,21 @@
+"""User mistakes: main.py reports these in one line, anything else with a traceback.
+
+Each also subclasses the built-in error it refines, so callers that catch
+ValueError / FileNotFoundError keep working.
+"""
+
+
+class UserError(Exception):
+  """A mistake in the command line, the config or the inputs, not in the code."""
+
+
+class ConfigError(UserError, ValueError):
+  """A config field or flag with a bad value, or a combination that cannot work."""
+
+
+class InputError(UserError, ValueError):
+  """A prediction input (image, expression) the model cannot take."""
+
+
+class NotFoundError(UserError, FileNotFoundError):
+  """A dataset, checkpoint or file that is not there."""

@@ -1,0 +1,178 @@
+"""Independent references, written in NumPy / float64 from the paper's equations
+and the torchvision definitions, that the JAX modules are tested against."""
+
+import numpy as np
+
+from cmsa_jax.models import cmsa
+
+
+# --- Eq.1 spatial feature.
+
+def spatial_coords(h, w):
+  """Cell boxes in [-1, 1] written cell by cell from the definition."""
+  out = np.zeros((h, w, 8))
+  for i in range(h):
+    for j in range(w):
+      xmin, xmax = 2 * j / w - 1, 2 * (j + 1) / w - 1
+      ymin, ymax = 2 * i / h - 1, 2 * (i + 1) / h - 1
+      out[i, j] = [xmin, ymin, xmax, ymax, (xmin + xmax) / 2, (ymin + ymax) / 2,
+                   1 / w, 1 / h]
+  return out
+
+
+# --- ResNet, NCHW / OIHW as in PyTorch.
+
+EPS = 1e-5
+
+
+def ref_conv(x, w, stride=1, dilation=1):
+  """torch.nn.Conv2d(bias=False, padding=dilation * (k - 1) // 2)."""
+  k = w.shape[-1]
+  pad = dilation * (k - 1) // 2
+  x = np.pad(x, ((0, 0), (0, 0), (pad, pad), (pad, pad)))
+  ho = (x.shape[2] - dilation * (k - 1) - 1) // stride + 1
+  wo = (x.shape[3] - dilation * (k - 1) - 1) // stride + 1
+  out = 0
+  for a in range(k):
+    for b in range(k):
+      tap = x[:, :, a * dilation::stride, b * dilation::stride][:, :, :ho, :wo]
+      out = out + np.einsum('nihw,oi->nohw', tap, w[:, :, a, b])
+  return out
+
+
+def ref_maxpool(x):
+  """torch.nn.MaxPool2d(3, stride=2, padding=1)."""
+  x = np.pad(x, ((0, 0), (0, 0), (1, 1), (1, 1)), constant_values=-np.inf)
+  ho, wo = (x.shape[2] - 3) // 2 + 1, (x.shape[3] - 3) // 2 + 1
+  return np.max([x[:, :, a::2, b::2][:, :, :ho, :wo]
+                 for a in range(3) for b in range(3)], axis=0)
+
+
+def ref_bn(x, sd, key):
+  """Eval-mode torch.nn.BatchNorm2d."""
+  c = lambda name: sd[f'{key}.{name}'][None, :, None, None]
+  return (x - c('running_mean')) / np.sqrt(c('running_var') + EPS) * c(
+      'weight') + c('bias')
+
+
+def ref_resnet(x, sd, blocks, replace_stride_with_dilation):
+  """torchvision.models.ResNet(Bottleneck, blocks, ...) up to layer4."""
+  relu = lambda v: np.maximum(v, 0)
+  x = relu(ref_bn(ref_conv(x, sd['conv1.weight'], stride=2), sd, 'bn1'))
+  x = ref_maxpool(x)
+  dilation, outs = 1, []
+  for i, n in enumerate(blocks):
+    stride, previous_dilation = (1 if i == 0 else 2), dilation
+    if i > 0 and replace_stride_with_dilation[i - 1]:
+      dilation, stride = dilation * stride, 1
+    for j in range(n):
+      key = f'layer{i + 1}.{j}'
+      s, d = (stride, previous_dilation) if j == 0 else (1, dilation)
+      y = relu(ref_bn(ref_conv(x, sd[f'{key}.conv1.weight']), sd, f'{key}.bn1'))
+      y = relu(ref_bn(ref_conv(y, sd[f'{key}.conv2.weight'], s, d), sd,
+                      f'{key}.bn2'))
+      y = ref_bn(ref_conv(y, sd[f'{key}.conv3.weight']), sd, f'{key}.bn3')
+      if f'{key}.downsample.0.weight' in sd:
+        x = ref_bn(ref_conv(x, sd[f'{key}.downsample.0.weight'], s), sd,
+                   f'{key}.downsample.1')
+      x = relu(x + y)
+    outs.append(x)
+  return outs
+
+
+# --- Eq.1-5: every (pixel, word) is a token.
+
+def softmax(x, axis=-1):
+  x = x - x.max(axis=axis, keepdims=True)
+  e = np.exp(x)
+  return e / e.sum(axis=axis, keepdims=True)
+
+
+def cmsa_features(module, visual, words, mask, attention, pooling, word_weight):
+  """Eq.1-5 in float64 from the equations: every (pixel, word) is a token."""
+  p = lambda layer: (np.asarray(layer.kernel[...], np.float64),
+                     0.0 if layer.bias is None else np.asarray(layer.bias[...], np.float64))
+  b, h, w, cv = visual.shape
+  n, cl = words.shape[1:]
+  hw = h * w
+  spatial = spatial_coords(h, w).reshape(hw, 8)
+  vis = visual.reshape(b, hw, cv)
+  # f[b, n, p] = [v_p, e_n, s_p] (Eq.1).
+  f = np.concatenate([
+      np.broadcast_to(vis[:, None], (b, n, hw, cv)),
+      np.broadcast_to(words[:, :, None], (b, n, hw, cl)),
+      np.broadcast_to(spatial, (b, n, hw, 8))], -1)
+  valid_query = mask[:, :, None]  # (b, n, 1)
+  n_valid = mask.sum(1)
+  if attention == 'none':
+    features = f
+    weights = mask / n_valid[:, None]
+    pixel_attention = np.full((b, hw), 1 / hw)
+  else:
+    (wq, bq), (wk, bk), (wv, bv), (wo, bo) = map(
+        p, (module.query, module.key, module.value, module.out))
+    q, k, v = f @ wq + bq, f @ wk + bk, f @ wv + bv
+    if attention == 'full':
+      logits = np.einsum('bnpd,bmqd->bnpmq', q, k)  # Eq.2
+    else:
+      pixel = lambda wt, bias: (vis @ wt[:cv] + spatial @ wt[cv + cl:] + bias)
+      word = lambda wt: words @ wt[cv:cv + cl]
+      qa, ka, qb, kb = pixel(wq, bq), pixel(wk, bk), word(wq), word(wk)
+      terms = {
+          'pp': np.einsum('bpd,bqd->bpq', qa, ka)[:, None, :, None, :],
+          'pw': np.einsum('bpd,bmd->bpm', qa, kb)[:, None, :, :, None],
+          'wp': np.einsum('bnd,bqd->bnq', qb, ka)[:, :, None, None, :],
+          'ww': np.einsum('bnd,bmd->bnm', qb, kb)[:, :, None, :, None],
+      }
+      logits = sum(np.broadcast_to(terms[t], (b, n, hw, n, hw))
+                   for t in cmsa.ATTENTION_TERMS[attention])
+    logits = np.where(mask[:, None, None, :, None], logits, -np.inf)
+    attn = softmax(logits.reshape(b, n, hw, n * hw)).reshape(logits.shape)
+    features = f + np.einsum('bnpmq,bmqd->bnpd', attn, v) @ wo + bo  # Eq.3
+    received = (attn * valid_query[..., None, None]).sum((1, 2))  # (b, m, q)
+    per_word = received.sum(-1)
+    if word_weight == 'mean':
+      per_word = per_word / (hw * n_valid[:, None])
+    weights = softmax(np.where(mask, per_word, -np.inf))  # Eq.4
+    pixel_attention = received.sum(1) / (hw * n_valid[:, None])
+  if pooling == 'attention':
+    pooled = np.einsum('bn,bnpc->bpc', weights, features)  # Eq.5
+  elif pooling == 'avg':
+    pooled = np.einsum('bn,bnpc->bpc', mask / n_valid[:, None], features)
+  else:
+    pooled = np.where(valid_query[..., None], features, -np.inf).max(1)
+  return [pooled.reshape(b, h, w, -1), weights, pixel_attention.reshape(b, h, w)]
+
+
+# --- Eq.6-7 gated multi-level fusion.
+
+def conv_same(x, layer):
+  """'SAME' cross-correlation with an odd (k, k, in, out) kernel, + bias."""
+  kernel = np.asarray(layer.kernel[...], np.float64)
+  k = kernel.shape[0]
+  pad = k // 2
+  xp = np.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+  h, w = x.shape[1:3]
+  out = sum(xp[:, i:i + h, j:j + w] @ kernel[i, j] for i in range(k) for j in range(k))
+  return out + np.asarray(layer.bias[...], np.float64)
+
+
+def sigmoid(x):
+  return 1 / (1 + np.exp(-x))
+
+
+def gmlf_logits(module, features, fusion):
+  xs = [conv_same(f, proj) for f, proj in zip(features, module.project)]
+  if fusion in ('res5', 'sum'):
+    fused = sum(xs)
+  else:
+    m = [sigmoid(conv_same(x, g)) for x, g in zip(xs, module.memory_gate)]
+    r = [sigmoid(conv_same(x, g)) for x, g in zip(xs, module.reset_gate)]
+    gamma = np.asarray(module.gamma[...]) if fusion == 'gated' else None
+    fused = 0
+    for i, x in enumerate(xs):
+      f_o = m[i] * x  # Eq.6
+      if fusion == 'gated':
+        f_o = f_o + sum(gamma[j] * m[j] * xs[j] for j in range(len(xs)) if j != i)
+      fused = fused + r[i] * np.tanh(f_o) + (1 - r[i]) * x  # Eq.7
+  return conv_same(fused, module.score)[..., 0]
