@@ -130,9 +130,13 @@ def cmsa_features(module, visual, words, mask, attention, pooling, word_weight):
     attn = softmax(logits.reshape(b, n, hw, n * hw)).reshape(logits.shape)
     features = f + np.einsum('bnpmq,bmqd->bnpd', attn, v) @ wo + bo  # Eq.3
     received = (attn * valid_query[..., None, None]).sum((1, 2))  # (b, m, q)
-    per_word = received.sum(-1)
+    per_word = received.sum(-1)  # Eq.4: the attention word m receives.
+    fraction = per_word / (hw * n_valid[:, None])  # Of all valid queries' attention.
     if word_weight == 'mean':
-      per_word = per_word / (hw * n_valid[:, None])
+      per_word = fraction
+    elif word_weight == 'temperature':
+      t = float(module.word_log_temperature[...])
+      per_word = np.exp(t) * n_valid[:, None] * fraction
     weights = softmax(np.where(mask, per_word, -np.inf))  # Eq.4
     pixel_attention = received.sum(1) / (hw * n_valid[:, None])
   if pooling == 'attention':
@@ -161,18 +165,28 @@ def sigmoid(x):
   return 1 / (1 + np.exp(-x))
 
 
-def gmlf_logits(module, features, fusion):
+def gmlf_logits(module, features, fusion, relu=False):
+  """Eq.6-7 as printed in the paper (TPAMI), written from its text:
+
+    G^i   = (1 - m^i) * X^i + sum_{j != i} gamma^j m^j * X^j
+    F_o^i = r^i * tanh(G^i) + (1 - r^i) * X^i
+    P     = sigmoid(C_3x3(sum_i F_o^i))   (returned before the sigmoid)
+
+  The self-gated ablation keeps only the level's own gated input, G^i = m^i X^i.
+  """
   xs = [conv_same(f, proj) for f, proj in zip(features, module.project)]
+  if relu:
+    xs = [np.maximum(x, 0) for x in xs]
   if fusion in ('res5', 'sum'):
-    fused = sum(xs)
-  else:
-    m = [sigmoid(conv_same(x, g)) for x, g in zip(xs, module.memory_gate)]
-    r = [sigmoid(conv_same(x, g)) for x, g in zip(xs, module.reset_gate)]
-    gamma = np.asarray(module.gamma[...]) if fusion == 'gated' else None
-    fused = 0
-    for i, x in enumerate(xs):
-      f_o = m[i] * x  # Eq.6
-      if fusion == 'gated':
-        f_o = f_o + sum(gamma[j] * m[j] * xs[j] for j in range(len(xs)) if j != i)
-      fused = fused + r[i] * np.tanh(f_o) + (1 - r[i]) * x  # Eq.7
+    return conv_same(sum(xs), module.score)[..., 0]
+  m = [sigmoid(conv_same(x, g)) for x, g in zip(xs, module.memory_gate)]
+  r = [sigmoid(conv_same(x, g)) for x, g in zip(xs, module.reset_gate)]
+  fused = 0
+  for i, x in enumerate(xs):
+    if fusion == 'gated':
+      gamma = np.asarray(module.gamma[...], np.float64)
+      g = (1 - m[i]) * x + sum(gamma[j] * m[j] * xs[j] for j in range(len(xs)) if j != i)
+    else:
+      g = m[i] * x
+    fused = fused + r[i] * np.tanh(g) + (1 - r[i]) * x
   return conv_same(fused, module.score)[..., 0]

@@ -26,9 +26,12 @@ def _inputs(seed=0, n=N):
 
 def _module(impl='factorized', attention='full', pooling='attention',
             word_weight='mean', dtype=jnp.float32):
-  return cmsa.CMSA(CV, CL, attn_dim=D, impl=impl, pooling=pooling,
-                   word_weight=word_weight, attention=attention, dtype=dtype,
-                   rngs=nnx.Rngs(3))
+  module = cmsa.CMSA(CV, CL, attn_dim=D, impl=impl, pooling=pooling,
+                     word_weight=word_weight, attention=attention, dtype=dtype,
+                     rngs=nnx.Rngs(3))
+  if word_weight == 'temperature' and attention != 'none':
+    module.word_log_temperature[...] = 0.7  # Not the init 0, so exp(t) is checked.
+  return module
 
 
 def _run(module, visual, words, mask):
@@ -80,6 +83,33 @@ def test_word_weight_sum_is_sharper_than_mean():
   mean = _run(_module(word_weight='mean'), visual, words, MASK)[1]
   total = _run(_module(word_weight='sum'), visual, words, MASK)[1]
   assert total.max(1).min() > mean.max(1).max()
+
+
+def test_mean_word_weight_is_capped_and_temperature_is_not():
+  """Eq.4 when all queries' attention goes to one word: with 'mean' the softmax
+  inputs are fractions in [0, 1], so that word gets at most e / (e + N - 1);
+  'temperature' scales them by N exp(t) and can single the word out."""
+  n = 4
+  mask = jnp.ones((1, n), bool)
+  received = jnp.array([[7.0 * n, 0, 0, 0]])  # hw = 7 pixels x n query words.
+  mean = cmsa._word_weights(received, mask, 7, 'mean')
+  np.testing.assert_allclose(mean[0, 0], np.e / (np.e + n - 1), rtol=1e-6)
+  for t, want in [(0.0, np.exp(n) / (np.exp(n) + n - 1)),
+                  (1.0, np.exp(n * np.e) / (np.exp(n * np.e) + n - 1))]:
+    got = cmsa._word_weights(received, mask, 7, 'temperature', jnp.float32(t))
+    np.testing.assert_allclose(got[0, 0], want, rtol=1e-6)
+
+
+def test_word_temperature_is_a_learnable_parameter_per_level():
+  visual, words = _inputs()
+  module = _module(word_weight='temperature')
+  assert 'word_log_temperature' in nnx.state(module, nnx.Param)
+
+  def top_weight(module):
+    return module(jnp.asarray(visual, jnp.float32), jnp.asarray(words, jnp.float32),
+                  jnp.asarray(MASK)).word_weights.max()
+  grads = nnx.grad(top_weight)(module)
+  assert abs(float(grads['word_log_temperature'][...])) > 1e-4
 
 
 @pytest.mark.parametrize('attention, pooling', [
