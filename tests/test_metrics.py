@@ -1,8 +1,12 @@
 """Metrics against hand-computed cases."""
 
+import collections
+
 import numpy as np
 import pytest
 
+from cmsa_jax.data import input_pipeline
+from cmsa_jax.run import evaluate
 from cmsa_jax.run import metrics
 
 
@@ -64,3 +68,27 @@ def test_markdown_table_has_every_column():
   table = metrics.markdown_table({'CMSA': acc.result()})
   assert 'prec@0.5' in table and 'overall_iou' in table
   assert table.splitlines()[2].startswith('| CMSA | 100.00')
+
+
+def test_evaluation_scores_model_and_baselines_per_family_by_hand():
+  """Two expressions of two families on one 4x4 image: every score by hand."""
+  target = _mask((4, 4), (0, 2, 0, 2))  # 4 pixels.
+  batch = {
+      'resize_info': [input_pipeline.ResizeInfo(4, 4, 0, 0, 4, 4)] * 2,
+      'orig_mask': [target, target],
+      'family': ['attribute', 'negation'],
+      'baseline_all_objects': [_mask((4, 4), (0, 4, 0, 2)), _mask((4, 4), (0, 4, 0, 2))],
+      'baseline_largest_object': [target, _mask((4, 4), (2, 4, 2, 4))],
+  }
+  scores = {k: metrics.IoUAccumulator() for k in ('model', 'crf') + evaluate.BASELINE_KEYS}
+  scores['family'] = collections.defaultdict(metrics.IoUAccumulator)
+  probs = [np.where(target, 0.9, 0.1), np.zeros((4, 4))]  # Right, then empty.
+  for j, prob in enumerate(probs):
+    evaluate._score_example(batch, j, prob.astype(np.float32), scores, use_crf=False)
+  family = {k: acc.result()['overall_iou'] for k, acc in scores['family'].items()}
+  assert family == pytest.approx({
+      ('attribute', 'model'): 1.0, ('negation', 'model'): 0.0,
+      ('attribute', 'baseline_all_objects'): 0.5, ('negation', 'baseline_all_objects'): 0.5,
+      ('attribute', 'baseline_largest_object'): 1.0,
+      ('negation', 'baseline_largest_object'): 0.0})
+  assert scores['model'].result()['overall_iou'] == pytest.approx(4 / 8)

@@ -119,8 +119,11 @@ def test_checkpoint_restore_resume_and_eval(trained, tmp_path):
     assert 'CMSA by expression family' in f.read()
   # Synthetic expressions are also scored per family.
   families = {k for k in metrics if k.startswith('family_')}
-  known = {f'family_{name}_overall_iou' for name in synthetic.FAMILY_WEIGHTS}
+  known = {f'family_{name}_{method}overall_iou' for name in synthetic.FAMILY_WEIGHTS
+           for method in ('', 'baseline_all_objects_', 'baseline_largest_object_')}
   assert families and families <= known
+  assert {k.replace('_baseline_all_objects', '') for k in families if 'all_objects' in k} == {
+      k for k in families if 'baseline' not in k}
 
   # Save -> restore gives identical predictions, vocabulary and config.
   model, config, vocab, step = checkpoints.restore_model(workdir)

@@ -20,6 +20,7 @@ from cmsa_jax.run import metrics as metrics_lib
 from cmsa_jax.run import writers
 
 BASELINES = ('all_objects', 'largest_object')
+BASELINE_KEYS = tuple(f'baseline_{b}' for b in BASELINES)
 
 
 @nnx.jit
@@ -31,16 +32,15 @@ def predict_probabilities(model, inputs):
 def _score_example(batch, j, prob, scores, use_crf):
   """Scores example j of a batch given its probability map at input size."""
   prob = input_pipeline.unpad_and_resize(prob, batch['resize_info'][j])
-  target, pred = batch['orig_mask'][j], prob >= 0.5
-  scores['model'].update(pred, target)
-  if 'family' in batch:
-    scores['family'][batch['family'][j]].update(pred, target)
+  target = batch['orig_mask'][j]
+  preds = {'model': prob >= 0.5}
+  preds.update({key: batch[key][j] for key in BASELINE_KEYS if key in batch})
+  for key, pred in preds.items():
+    scores[key].update(pred, target)
+    if 'family' in batch:  # Per family, the model and the baselines alike.
+      scores['family'][batch['family'][j], key].update(pred, target)
   if use_crf:
     scores['crf'].update(crf.dense_crf(batch['orig_image'][j], prob), target)
-  for name in BASELINES:
-    key = 'baseline_' + name
-    if key in batch:
-      scores[key].update(batch[key][j], target)
 
 
 def evaluate_model(model, config, vocab, workdir, *, step):
@@ -52,8 +52,7 @@ def evaluate_model(model, config, vocab, workdir, *, step):
   eval_iter = input_pipeline.create_eval_iterator(
       source, vocab, batch_size=config.eval_batch_size, image_size=config.image_size,
       max_words=config.max_words, with_baselines=with_baselines, index=index)
-  scores = {name: metrics_lib.IoUAccumulator() for name in
-            ['model', 'crf'] + [f'baseline_{b}' for b in BASELINES]}
+  scores = {name: metrics_lib.IoUAccumulator() for name in ('model', 'crf') + BASELINE_KEYS}
   scores['family'] = collections.defaultdict(metrics_lib.IoUAccumulator)
   progress = progress_lib.Progress('eval', total, unit='examples')
   done = 0
@@ -71,11 +70,11 @@ def evaluate_model(model, config, vocab, workdir, *, step):
   if config.crf:
     results.update(scores['crf'].result(prefix='crf_'))
   if with_baselines:
-    for name in BASELINES:
-      key = f'baseline_{name}'
+    for key in BASELINE_KEYS:
       results[f'{key}_overall_iou'] = scores[key].result()['overall_iou']
-  for name, acc in sorted(scores['family'].items()):
-    results[f'family_{name}_overall_iou'] = acc.result()['overall_iou']
+  for (family, key), acc in sorted(scores['family'].items()):
+    method = '' if key == 'model' else key + '_'
+    results[f'family_{family}_{method}overall_iou'] = acc.result()['overall_iou']
   results['step'] = step
   _write(results, scores, config, workdir)
   return results
@@ -91,18 +90,36 @@ def _write(results, scores, config, workdir):
   rows = {'CMSA': scores['model'].result()}
   if config.crf:
     rows['CMSA + DenseCRF'] = scores['crf'].result()
-  for name in BASELINES:
-    if scores[f'baseline_{name}'].ious:
-      rows[f'baseline: {name.replace("_", " ")}'] = scores[f'baseline_{name}'].result()
+  for key in BASELINE_KEYS:
+    if scores[key].ious:
+      rows[_row_name(key)] = scores[key].result()
   title = (f'{config.dataset} {config.eval_split}, step {results["step"]}, '
            f'{results["num_examples"]} expressions (%)\n\n')
   text = title + metrics_lib.markdown_table(rows)
   if scores['family']:
     text += '\nCMSA by expression family (%)\n\n' + metrics_lib.markdown_table(
-        {name: acc.result() for name, acc in sorted(scores['family'].items())}, first='family')
+        {family: acc.result() for (family, key), acc in sorted(scores['family'].items())
+         if key == 'model'}, first='family')
+    text += '\nOverall IoU by expression family, CMSA and baselines (%)\n\n' + _family_table(
+        scores['family'])
   with open(os.path.join(out, 'metrics.md'), 'w') as f:
     f.write(text)
   logging.info('Evaluation:\n%s', text)
+
+
+def _row_name(key):
+  return 'CMSA' if key == 'model' else key.replace('_', ' ').replace('baseline ', 'baseline: ', 1)
+
+
+def _family_table(family_scores):
+  families = sorted({family for family, _ in family_scores})
+  keys = [k for k in ('model',) + BASELINE_KEYS if (families[0], k) in family_scores]
+  lines = ['| family | ' + ' | '.join(_row_name(k) for k in keys) + ' |',
+           '|' + '---|' * (len(keys) + 1)]
+  for family in families:
+    ious = [100 * family_scores[family, k].result()['overall_iou'] for k in keys]
+    lines.append(f'| {family} | ' + ' | '.join(f'{v:.2f}' for v in ious) + ' |')
+  return '\n'.join(lines) + '\n'
 
 
 ARCHITECTURE_KEYS = ('model', 'dtype', 'image_size', 'max_words')
