@@ -1,5 +1,11 @@
 """The embedded default: synthetic referring scenes, a tiny model, CPU minutes.
 
+  python main.py --config=configs/demo.py --workdir=runs/demo
+
+Runtime: about 12 min on a 2-core CPU (2400 steps, then evaluation with and
+without DenseCRF). Result (current, see docs/experiments.md): held-out overall
+IoU 0.295 on synthetic_ref/96px test (0.298 with DenseCRF).
+
 No download and no set-up step: the synthetic dataset is generated on the fly
 (deterministically from config.synthetic.seed) unless it has been built with
 `python -m cmsa_jax.tools.build_dataset synthetic_ref/96px --data_dir=D`.
