@@ -153,6 +153,8 @@ class CMSA(nnx.Module):
     self.query = linear(in_dim, attn_dim, scale=qk_init_scale)  # Eq.2
     # A key bias adds q.b_k to every logit of a query: the softmax ignores it, so
     # its gradient is exactly zero and Adam would only amplify rounding noise.
+    # The spatial map's 1/w, 1/h channels are the same for every key token, so
+    # their key weights act as such a bias too: `_key_kernel` leaves them out.
     self.key = linear(in_dim, attn_dim, use_bias=False, scale=qk_init_scale)
     self.value = linear(in_dim, attn_dim)
     self.out = linear(attn_dim, in_dim)  # Eq.3, back to the input width.
@@ -194,14 +196,15 @@ class CMSA(nnx.Module):
     b, n, h, w, c = joint.shape
     hw = h * w
     tokens = joint.reshape(b, n * hw, c)  # Token i = n * hw + p.
-    q, k, v = self.query(tokens), self.key(tokens), self.value(tokens)
+    key = lambda x: x @ self._key_kernel()
+    q, k, v = self.query(tokens), key(tokens), self.value(tokens)
     if self.attention == 'full':
       logits = jnp.einsum('bid,bjd->bij', q, k)  # Eq.2
     else:  # Split each map into its pixel part (with bias) and word part.
       pixel_only = jnp.concatenate([
           jnp.ones(self.visual_dim), jnp.zeros(self.word_dim),
           jnp.ones(multimodal.SPATIAL_DIM)]).astype(tokens.dtype)
-      qa, ka = self.query(tokens * pixel_only), self.key(tokens * pixel_only)
+      qa, ka = self.query(tokens * pixel_only), key(tokens * pixel_only)
       parts = {'pp': (qa, ka), 'pw': (qa, k - ka), 'wp': (q - qa, ka),
                'ww': (q - qa, k - ka)}
       logits = sum(jnp.einsum('bid,bjd->bij', *parts[t])
@@ -221,13 +224,18 @@ class CMSA(nnx.Module):
     t = self.word_log_temperature[...] if self.word_weight == 'temperature' else None
     return _word_weights(received, mask, hw, self.word_weight, t)
 
-  def _split(self, linear, visual, words, spatial):
+  def _key_kernel(self):
+    """The key kernel with the rows of the key-constant 1/w, 1/h channels at 0
+    (their gradient is then exactly 0, not rounding noise)."""
+    return self.key.kernel[...].astype(self.dtype).at[-multimodal.CONSTANT_SPATIAL_DIM:].set(0)
+
+  def _split(self, kernel, bias, visual, words, spatial):
     """Pixel part W[v_p; 0; s_p] + b (B, hw, d), word part W[0; e_n; 0] (B, N, d)."""
-    kernel = linear.kernel[...].astype(self.dtype)
+    kernel = kernel.astype(self.dtype)
     cv, cl = self.visual_dim, self.word_dim
     pixel = visual @ kernel[:cv] + spatial @ kernel[cv + cl:]
-    if linear.bias is not None:
-      pixel = pixel + linear.bias[...].astype(self.dtype)
+    if bias is not None:
+      pixel = pixel + bias[...].astype(self.dtype)
     return pixel, words @ kernel[cv:cv + cl]
 
   def _factorized(self, visual, words, mask):
@@ -239,9 +247,9 @@ class CMSA(nnx.Module):
     joint_with = lambda word: jnp.concatenate([  # [v_p, word, s_p] (Eq.1)
         visual, jnp.broadcast_to(word[:, None], (b, hw, self.word_dim)),
         jnp.broadcast_to(spatial, (b, hw, multimodal.SPATIAL_DIM))], axis=-1)
-    qa, qb = self._split(self.query, visual, words, spatial)
-    ka, kb = self._split(self.key, visual, words, spatial)
-    va, vb = self._split(self.value, visual, words, spatial)
+    qa, qb = self._split(self.query.kernel[...], self.query.bias, visual, words, spatial)
+    ka, kb = self._split(self._key_kernel(), None, visual, words, spatial)
+    va, vb = self._split(self.value.kernel[...], self.value.bias, visual, words, spatial)
     terms = ATTENTION_TERMS[self.attention]
     f32 = jnp.float32
     dot = lambda x, y: jnp.einsum('bid,bjd->bij', x, y).astype(f32)

@@ -10,6 +10,7 @@ import jax.numpy as jnp
 import numpy as np
 
 SPATIAL_DIM = 8
+CONSTANT_SPATIAL_DIM = 2  # The last two, 1/w and 1/h, are the same at every pixel.
 
 
 def spatial_coords(h: int, w: int) -> np.ndarray:
