@@ -1,9 +1,12 @@
-"""The optimizer: Adam with coupled (L2) or decoupled (AdamW) weight decay."""
+"""The model and optimizer built from a config: Adam with coupled (L2) or
+decoupled (AdamW) weight decay; config mistakes as ConfigError."""
 
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pytest
+
+import helpers
 
 from cmsa_jax import errors
 from cmsa_jax.run import state as state_lib
@@ -45,3 +48,10 @@ def test_decoupled_decay_shrinks_by_lr_times_decay():
 def test_unknown_decay_form_is_a_config_error():
   with pytest.raises(errors.ConfigError, match='weight_decay_form'):
     _first_update('l1', 0.0)
+
+
+def test_unknown_model_field_is_a_config_error():
+  config = helpers.make_tiny_config()
+  config.model.no_such_field = 3
+  with pytest.raises(errors.ConfigError, match='no_such_field'):
+    state_lib.create_model(config, vocab_size=10)
