@@ -34,6 +34,8 @@ _SHARDED_SCRIPT = textwrap.dedent('''
     from cmsa_jax.run import state as state_lib, train
     config = demo.get_config()
     config.model.backbone_width = 4
+    config.backbone_init = ''  # The demo's pretrained file is for width 16.
+    config.freeze_backbone = False  # Every parameter's gradient goes through the mesh.
     config.model.embed_dim = config.model.attn_dim = config.model.fusion_dim = 16
     config.image_size = 32
     config.learning_rate = 2.5e-4  # The paper's.
