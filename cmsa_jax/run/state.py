@@ -1,6 +1,8 @@
 """The model and train state built from a config: parameters split into trained
 and frozen, Adam with weight decay and poly learning-rate decay."""
 
+import inspect
+
 from absl import logging
 import flax
 from flax import nnx
@@ -27,8 +29,13 @@ def model_class(config):
 
 def create_model(config, vocab_size, *, seed=0):
   # A field a saved config lacks (added since) takes the constructor's default.
-  return model_class(config)(vocab_size=vocab_size, **config.model,
-                             dtype=jnp.dtype(config.dtype), rngs=nnx.Rngs(seed))
+  cls = model_class(config)
+  unknown = sorted(set(config.model) - set(inspect.signature(cls.__init__).parameters))
+  if unknown:
+    raise errors.ConfigError(f'config.model has fields that {cls.__module__}.Model does not '
+                             f'take: {", ".join(unknown)}.')
+  return cls(vocab_size=vocab_size, **config.model, dtype=jnp.dtype(config.dtype),
+             rngs=nnx.Rngs(seed))
 
 
 def trainable_filter(config):
