@@ -11,7 +11,12 @@ No download and no set-up step: the synthetic dataset is generated on the fly
 `python -m cmsa_jax.tools.build_dataset synthetic_ref/96px --data_dir=D`.
 """
 
+import os
+
 from configs import default
+
+BACKBONE = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                        'datasets', 'synthetic_ref', 'backbone_96px.npz')
 
 
 def get_config():
@@ -26,20 +31,25 @@ def get_config():
   config.max_words = 10  # The longest synthetic expressions (relations) have 10 words.
   config.num_workers = 0
 
-  # A tiny ResNet trained from scratch; the CMSA/GMLF structure is the paper's.
+  # A tiny ResNet pretrained on the synthetic scenes (colour / shape / size
+  # segmentation, `python -m cmsa_jax.tools.pretrain_backbone`) and frozen, as the
+  # paper's DeepLab backbone; the CMSA/GMLF structure is the paper's.
   config.model.backbone_blocks = (1, 1, 1, 1)
   config.model.backbone_width = 16
+  config.backbone_init = BACKBONE
+  config.freeze_backbone = True
   config.model.embed_dim = 64
   config.model.attn_dim = 64
   config.model.fusion_dim = 64
-  config.model.qk_init_scale = 16.0  # See the README's demo section.
-  config.freeze_backbone = False
+  config.model.fusion_relu = True  # ReLU on X^i, as the official code.
+  config.model.word_weight = 'temperature'
 
   config.batch_size = 16
   config.learning_rate = 2e-3
   config.end_learning_rate = 1e-5
-  config.num_train_steps = 2400
+  config.weight_decay_form = 'decoupled'  # lr * wd = 1e-6 per step: no drift to 0.
+  config.num_train_steps = 2000
   config.log_every_steps = 100
-  config.checkpoint_every_steps = 800
+  config.checkpoint_every_steps = 500
   config.eval_batch_size = 50
   return config
