@@ -35,7 +35,8 @@ def get_config():
   config.model.fusion_dim = 500
   config.model.cmsa_impl = 'factorized'  # or 'dense' (reference; (N·HW)^2 memory).
   config.model.pooling = 'attention'  # Table 1: 'attention' | 'max' | 'avg'.
-  config.model.word_weight = 'mean'  # Eq.4/11: 'mean' | 'sum' (literal); see README.
+  # Eq.4/11: 'temperature' (learnable sharpness) | 'mean' | 'sum' (literal); see README.
+  config.model.word_weight = 'temperature'
   config.model.attention = 'full'  # Table 2: 'none' | 'word' | 'pixel' | 'word_pixel' | 'full'.
   # Xavier init of the q/k maps times this (the paper does not say; 1 = Xavier).
   config.model.qk_init_scale = 1.0
@@ -49,13 +50,14 @@ def get_config():
   config.freeze_backbone = True
   config.dtype = 'float32'  # or 'bfloat16' (compute; parameters stay float32).
 
-  # Optimization (Sec. 4.2): Adam, coupled L2 weight decay, poly decay power 0.9;
+  # Optimization (Sec. 4.2): Adam, weight decay 5e-4, poly decay power 0.9;
   # batch size, step count and final learning rate as in the official code.
   config.batch_size = 1  # Global, split over all devices.
   config.learning_rate = 2.5e-4
   config.end_learning_rate = 1e-5
   config.weight_decay = 5e-4
-  config.weight_decay_form = 'coupled'  # or 'decoupled' (AdamW); see README.
+  # 'decoupled' (AdamW) or 'coupled' (L2 in the loss, as the official code); see README.
+  config.weight_decay_form = 'decoupled'
   config.lr_power = 0.9
   config.num_train_steps = 800_000
   config.seed = 0

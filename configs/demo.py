@@ -2,13 +2,15 @@
 
   python main.py --config=configs/demo.py --workdir=runs/demo
 
-Runtime: about 12 min on a 2-core CPU (2400 steps, then evaluation with and
-without DenseCRF). Result (current, see docs/experiments.md): held-out overall
-IoU 0.295 on synthetic_ref/96px test (0.298 with DenseCRF).
+Runtime: 12 min 54 s on a 2-core CPU (2000 steps at 2.5-3 steps/s, then evaluation of
+1262 held-out expressions with and without DenseCRF). Result: held-out overall IoU
+0.590 on synthetic_ref/96px test (0.670 with DenseCRF; baselines 0.262 and 0.216);
+per family attribute 0.82, location 0.55, ordinal 0.37, relation 0.36, negation 0.29.
 
 No download and no set-up step: the synthetic dataset is generated on the fly
 (deterministically from config.synthetic.seed) unless it has been built with
-`python -m cmsa_jax.tools.build_dataset synthetic_ref/96px --data_dir=D`.
+`python -m cmsa_jax.tools.build_dataset synthetic_ref/96px --data_dir=D`; the
+pretrained backbone ships in datasets/synthetic_ref/backbone_96px.npz.
 """
 
 import os
@@ -42,12 +44,10 @@ def get_config():
   config.model.attn_dim = 64
   config.model.fusion_dim = 64
   config.model.fusion_relu = True  # ReLU on X^i, as the official code.
-  config.model.word_weight = 'temperature'
 
   config.batch_size = 16
   config.learning_rate = 2e-3
   config.end_learning_rate = 1e-5
-  config.weight_decay_form = 'decoupled'  # lr * wd = 1e-6 per step: no drift to 0.
   config.num_train_steps = 2000
   config.log_every_steps = 100
   config.checkpoint_every_steps = 500
