@@ -18,6 +18,7 @@ on the project's 2-core CPU: 1500 steps of batch 16, about 10 minutes.
 
 from collections.abc import Sequence
 import concurrent.futures
+import functools
 
 from absl import app
 from absl import flags
@@ -32,13 +33,6 @@ from cmsa_jax.data import synthetic
 from cmsa_jax.models import cmsa_image
 from cmsa_jax.models import resnet
 from cmsa_jax.models import weights
-
-_CONFIG = config_flags.DEFINE_config_file('config', 'configs/demo.py', 'The config whose backbone to pretrain.')
-_OUTPUT = flags.DEFINE_string('output', None, 'The backbone file to write (.npz).')
-_STEPS = flags.DEFINE_integer('steps', 1500, 'Training steps.')
-_BATCH_SIZE = flags.DEFINE_integer('batch_size', 16, 'Scenes per step.')
-_LEARNING_RATE = flags.DEFINE_float('learning_rate', 2e-3, 'Adam, cosine decay to 0.')
-_SEED = flags.DEFINE_integer('seed', 1, 'Initialisation and scene order.')
 
 ATTRIBUTES = {'color': tuple(synthetic.COLORS), 'shape': synthetic.SHAPES,
               'size': tuple(synthetic.SIZES)}
@@ -129,14 +123,27 @@ def pretrain(config, output, *, steps, batch_size, learning_rate, seed):
   return losses
 
 
-def main(argv: Sequence[str]) -> None:
+def _define_flags():
+  """The command's flags, defined only when it runs (tests import this module)."""
+  return dict(
+      config=config_flags.DEFINE_config_file('config', 'configs/demo.py',
+                                             'The config whose backbone to pretrain.'),
+      output=flags.DEFINE_string('output', None, 'The backbone file to write (.npz).'),
+      steps=flags.DEFINE_integer('steps', 1500, 'Training steps.'),
+      batch_size=flags.DEFINE_integer('batch_size', 16, 'Scenes per step.'),
+      learning_rate=flags.DEFINE_float('learning_rate', 2e-3, 'Adam, cosine decay to 0.'),
+      seed=flags.DEFINE_integer('seed', 1, 'Initialisation and scene order.'))
+
+
+def main(argv: Sequence[str], flag: dict) -> None:
   if len(argv) > 1:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
-  if not _OUTPUT.value:
+  if not flag['output'].value:
     raise app.UsageError('--output=PATH.npz is required.')
-  pretrain(_CONFIG.value, _OUTPUT.value, steps=_STEPS.value, batch_size=_BATCH_SIZE.value,
-           learning_rate=_LEARNING_RATE.value, seed=_SEED.value)
+  pretrain(flag['config'].value, flag['output'].value, steps=flag['steps'].value,
+           batch_size=flag['batch_size'].value, learning_rate=flag['learning_rate'].value,
+           seed=flag['seed'].value)
 
 
 if __name__ == '__main__':
-  app.run(main)
+  app.run(functools.partial(main, flag=_define_flags()))
