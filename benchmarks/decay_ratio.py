@@ -27,8 +27,7 @@ import numpy as np
 from ml_collections import config_flags
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/.
-from cmsa_jax import models  # pylint: disable=g-import-not-at-top
-from cmsa_jax.data import input_pipeline
+from cmsa_jax.data import input_pipeline  # pylint: disable=g-import-not-at-top
 from cmsa_jax.data import synthetic
 from cmsa_jax.data import text
 from cmsa_jax.run import state as state_lib
@@ -83,22 +82,16 @@ def main(argv):
   config = _CONFIG.value
   batch, vocab_size = synthetic_batch(config)
   graphdef, state, tx = state_lib.create_train_state(config, vocab_size)
-  step = jax.jit(functools.partial(train.train_step, graphdef=graphdef, tx=tx))
-
-  @jax.jit
-  def grads_of(state, batch):
-    def loss(params):
-      model = state_lib.merge_model(graphdef, state.replace(params=params))
-      return model.loss(model(*models.inputs(model, batch)), batch)
-    return jax.grad(loss)(state.params)
-
+  grads_of = jax.jit(lambda state, batch: train.loss_and_grads(state, batch, graphdef=graphdef)[1])
+  apply = jax.jit(functools.partial(train.apply_gradients, tx=tx))
   rows = []
   for i in range(_STEPS.value):
-    fractions = decay_dominated(state.params, grads_of(state, batch), config.weight_decay)
+    grads = grads_of(state, batch)
+    fractions = decay_dominated(state.params, grads, config.weight_decay)
     rows.append(fractions)
     print(f'step {i}: ' + ', '.join(f'{g} {100 * f:.0f}%' for g, f in fractions.items()),
           flush=True)
-    state, _ = step(state, batch)
+    state = apply(state, grads)
   result = {'config': config.dataset, 'image_size': config.image_size,
             'batch_size': config.batch_size, 'weight_decay': config.weight_decay,
             'weight_decay_form': config.get('weight_decay_form', 'coupled'),

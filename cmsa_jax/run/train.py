@@ -26,8 +26,8 @@ def model_batch(batch, model_class):
   return {k: batch[k] for k in model_class.input_keys + (model_class.target_key,)}
 
 
-def train_step(state, batch, *, graphdef, tx):
-  """One Adam step on the model's loss; returns the new state and batch metrics."""
+def loss_and_grads(state, batch, *, graphdef):
+  """((loss, overall IoU of the batch), gradients w.r.t. the trained parameters)."""
 
   def loss_fn(params):
     model = state_lib.merge_model(graphdef, state.replace(params=params))
@@ -36,12 +36,22 @@ def train_step(state, batch, *, graphdef, tx):
     overall_iou = jnp.sum(pred & target) / jnp.maximum(jnp.sum(pred | target), 1)
     return model.loss(outputs, batch), overall_iou
 
-  (loss, overall_iou), grads = jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+  return jax.value_and_grad(loss_fn, has_aux=True)(state.params)
+
+
+def apply_gradients(state, grads, *, tx):
+  """The optimizer step: the state one step on."""
   updates, opt_state = tx.update(grads, state.opt_state, state.params)
   params = optax.apply_updates(state.params, updates)
+  return state.replace(step=state.step + 1, params=params, opt_state=opt_state)
+
+
+def train_step(state, batch, *, graphdef, tx):
+  """One Adam step on the model's loss; returns the new state and batch metrics."""
+  (loss, overall_iou), grads = loss_and_grads(state, batch, graphdef=graphdef)
   metrics = {'loss': loss, 'train_overall_iou': overall_iou,
              'grad_norm': optax.global_norm(grads)}
-  return state.replace(step=state.step + 1, params=params, opt_state=opt_state), metrics
+  return apply_gradients(state, grads, tx=tx), metrics
 
 
 def make_mesh():
