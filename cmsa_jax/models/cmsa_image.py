@@ -30,6 +30,11 @@ def _embedding_init(key, shape, dtype=jnp.float32):
   return jax.random.uniform(key, shape, dtype, -0.08, 0.08)
 
 
+def visual_dim(backbone_width: int, level: str) -> int:
+  """Channels of a backbone level's features."""
+  return backbone_width * resnet.EXPANSION * LEVEL_WIDTH[level]
+
+
 def normalize_images(images: jax.Array) -> jax.Array:
   """RGB in [0, 255] -> ImageNet-standardized float32 (torchvision convention)."""
   return (images.astype(jnp.float32) / 255 - IMAGENET_MEAN) / IMAGENET_STD
@@ -78,8 +83,7 @@ class Model(nnx.Module):
                            embedding_init=_embedding_init, rngs=rngs)
     self.custom_gradients = custom_gradients
     self.levels = ('res5',) if fusion == 'res5' else LEVELS
-    visual_dims = [backbone_width * resnet.EXPANSION * LEVEL_WIDTH[level]
-                   for level in self.levels]
+    visual_dims = [visual_dim(backbone_width, level) for level in self.levels]
     self.cmsa = nnx.List([
         cmsa.CMSA(c, embed_dim, attn_dim=attn_dim, impl=cmsa_impl,
                   pooling=pooling, word_weight=word_weight,

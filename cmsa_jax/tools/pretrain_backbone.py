@@ -67,12 +67,11 @@ class Pretrainer(nnx.Module):
   """The backbone with a 1x1 classifier per (level, attribute)."""
 
   def __init__(self, model_config, *, rngs: nnx.Rngs):
-    width = model_config.backbone_width * resnet.EXPANSION
     self.backbone = resnet.ResNet(blocks=tuple(model_config.backbone_blocks),
                                   width=model_config.backbone_width, rngs=rngs)
     self.heads = nnx.Dict({
-        f'{level}_{name}': nnx.Conv(width * cmsa_image.LEVEL_WIDTH[level], len(values) + 1,
-                                    (1, 1), rngs=rngs)
+        f'{level}_{name}': nnx.Conv(cmsa_image.visual_dim(model_config.backbone_width, level),
+                                    len(values) + 1, (1, 1), rngs=rngs)
         for level in cmsa_image.LEVELS for name, values in ATTRIBUTES.items()})
 
   def __call__(self, images):
