@@ -39,11 +39,6 @@ _SHARDED_SCRIPT = textwrap.dedent('''
     config.model.embed_dim = config.model.attn_dim = config.model.fusion_dim = 16
     config.image_size = 32
     config.learning_rate = 2.5e-4  # The paper's.
-    # Coupled L2 can cancel a gradient element down to rounding noise, which Adam's
-    # first step then scales up to ~lr (seen: g = 3.37e-4 + wd * w = -3.37e-4 left
-    # 2e-8, and the 1- and 8-device steps differed by 1.3e-5 there). The decay is
-    # elementwise on replicated parameters: nothing about it depends on sharding.
-    config.weight_decay = 0.0
     graphdef, state, tx = state_lib.create_train_state(config, vocab_size=30)
     rng = np.random.default_rng(0)
     batch = {'image': rng.uniform(0, 255, (8, 32, 32, 3)).astype(np.float32),
