@@ -104,10 +104,11 @@ def _uniform(mask):
 
 def _word_weights(received, mask, hw, word_weight, log_temperature=None):
   """Eq.4: alpha = softmax over valid words of the attention each receives."""
-  if word_weight == 'mean':  # rbar: the fraction of the valid queries' (hw N_valid) attention.
-    received = received / (hw * jnp.sum(mask, axis=1, keepdims=True))
-  elif word_weight == 'temperature':  # exp(t) N_valid rbar.
-    received = received * jnp.exp(log_temperature) / hw
+  num_words = jnp.sum(mask, axis=1, keepdims=True)
+  if word_weight != 'sum':  # rbar: the fraction of the valid queries' attention.
+    received = received / (hw * num_words)
+  if word_weight == 'temperature':
+    received = received * num_words * jnp.exp(log_temperature)
   return _masked_softmax(received, mask)
 
 
