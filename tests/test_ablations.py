@@ -1,0 +1,58 @@
+"""benchmarks/ablations.py end to end at a tiny budget: tables, JSON, resume."""
+
+import json
+
+import pytest
+
+from tests import helpers
+
+pytestmark = pytest.mark.slow
+
+VARIANTS = 'word attention,max pooling'
+
+
+def _run(out):
+  return helpers.run_python(
+      helpers.REPO, 'benchmarks/ablations.py', '--table=1', '--seeds=1', '--steps=2',
+      '--num_eval=6', '--image_size=32', '--num_train=32', f'--variants={VARIANTS}',
+      f'--output={out}')
+
+
+def test_ablations_write_table_and_json_and_resume(tmp_path):
+  out = tmp_path / 'ablations'
+  first = _run(out)
+  assert first.returncode == 0, first.stderr[-3000:]
+  assert first.stdout.count('(trained)') == 2
+
+  runs = json.loads((out / 'runs.json').read_text())
+  assert [(r['variant'], r['seed'], r['steps']) for r in runs] == [
+      ('full', 0, 2), ('pooling-max', 0, 2)]
+  for run in runs:  # runs.json holds what each run's own evaluation wrote.
+    written = json.loads((out / 'runs' / f'{run["variant"]}-seed0' / 'eval' /
+                          'metrics.json').read_text())
+    assert written == run['metrics']
+    assert written['num_examples'] == 6
+
+  table = (out / 'table1.md').read_text()
+  rows = {line.split('|')[1].strip(): line for line in table.splitlines()
+          if line.startswith('| ') and not line.startswith('| variant')}
+  assert {'word attention', 'max pooling', 'baseline: all objects'} <= set(rows)
+  cells = rows['max pooling'].split('|')[2:-1]
+  overall = runs[1]['metrics']['overall_iou'] * 100
+  assert cells[5].strip() == f'{overall:.2f} ({overall:.2f}–{overall:.2f})'
+  families = [k for k in runs[0]['metrics']
+              if k.startswith('family_') and '_baseline_' not in k]
+  assert len(cells) == 7 + len(families)
+
+  again = _run(out)  # Resumable: finished runs are read back, not retrained.
+  assert again.returncode == 0, again.stderr[-3000:]
+  assert again.stdout.count('(done before)') == 2
+  assert (out / 'table1.md').read_text() == table
+
+
+def test_ablations_reject_unknown_variant(tmp_path):
+  result = helpers.run_python(helpers.REPO, 'benchmarks/ablations.py', '--variants=nonsense',
+                              f'--output={tmp_path}')
+  assert result.returncode != 0
+  assert 'nonsense' in result.stderr and 'word attention' in result.stderr
+  assert not list(tmp_path.iterdir())  # Nothing trained, nothing written.
