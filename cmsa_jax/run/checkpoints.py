@@ -120,7 +120,8 @@ def restore_readable(workdir, restore_fn, step=None, *, on_unreadable=None):
 
 
 def _path_names(path):
-  return '/'.join(str(getattr(k, 'key', getattr(k, 'name', getattr(k, 'idx', k)))) for k in path)
+  names = [str(getattr(k, 'key', getattr(k, 'name', getattr(k, 'idx', k)))) for k in path]
+  return '/'.join(names[:-1] if names[-1] == 'value' else names)  # nnx.Variable's 'value'.
 
 
 def _shapes(tree):
@@ -136,15 +137,20 @@ def check_compatible(workdir, step, abstract_state):
       directory, item_handlers={'state': ocp.StandardCheckpointHandler()}) as mngr:
     saved = _shapes(mngr.item_metadata(step)['state'].tree)
   wanted = _shapes(abstract_state)
-  diffs = [f'{p}: checkpoint {saved.get(p, "absent")}, config {wanted.get(p, "absent")}'
-           for p in sorted(saved.keys() | wanted.keys()) if saved.get(p) != wanted.get(p)]
-  if diffs:
-    listed = '\n  '.join(diffs[:_MAX_LISTED])
-    more = f'\n  ... and {len(diffs) - _MAX_LISTED} more' if len(diffs) > _MAX_LISTED else ''
-    raise errors.ConfigError(
-        f'checkpoint {directory}/{step} was written with a different model config; '
-        f'{len(diffs)} arrays differ (path: checkpoint shape, config shape):\n  {listed}{more}\n'
-        'Train in a new --workdir, or use the config the checkpoint was trained with.')
+  differ = [p for p in sorted(saved.keys() | wanted.keys()) if saved.get(p) != wanted.get(p)]
+  if not differ:
+    return
+  parameters = [p for p in differ if not p.startswith('opt_state/')]
+  listed = '\n  '.join(f'{p}: checkpoint {saved.get(p, "absent")}, config {wanted.get(p, "absent")}'
+                       for p in parameters[:_MAX_LISTED])
+  if len(parameters) > _MAX_LISTED:
+    listed += f'\n  ... and {len(parameters) - _MAX_LISTED} more'
+  raise errors.ConfigError(
+      f'checkpoint {directory}/{step} was written with a different model config; '
+      f'{len(parameters)} parameter arrays differ (path: checkpoint shape, config shape):\n  '
+      f'{listed}\n'
+      f'(and {len(differ) - len(parameters)} optimizer-state arrays). Train in a new --workdir, '
+      'or use the config the checkpoint was trained with.')
 
 
 def _set_aside(workdir, step):
@@ -153,7 +159,7 @@ def _set_aside(workdir, step):
   shutil.rmtree(target, ignore_errors=True)
   os.makedirs(os.path.dirname(target), exist_ok=True)
   os.rename(os.path.join(checkpoint_dir(workdir), str(step)), target)
-  logging.warning('Moved it to %s.', target)
+  logging.warning('Moved it to %s (move it back to use it again).', target)
 
 
 def resume(mngr, workdir, state, data_iter):
