@@ -19,3 +19,7 @@ class InputError(UserError, ValueError):
 
 class NotFoundError(UserError, FileNotFoundError):
   """A dataset, checkpoint or file that is not there."""
+
+
+class NumericalError(UserError, FloatingPointError):
+  """Training produced a non-finite loss or gradient (usually a too-high learning rate)."""

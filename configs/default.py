@@ -66,6 +66,9 @@ def get_config():
   config.log_every_steps = 100
   config.checkpoint_every_steps = 5000
   config.keep_checkpoints = 3
+  # A step with a non-finite loss or gradient: False stops training naming it and the last
+  # good checkpoint; True skips it (no parameter or optimizer-state change) and counts it.
+  config.skip_nonfinite_steps = False
   config.eval_batch_size = 8  # Global, like batch_size.
   config.num_eval_examples = -1  # -1: the whole split.
   config.crf = True  # Also score with DenseCRF post-processing.

@@ -4,6 +4,9 @@ text_objseg / CMSA split a lower-cased expression with the regex `(\\W+)`,
 keep punctuation as tokens, drop whitespace-only tokens and a trailing '.'.
 We also drop a trailing '?' and strip whitespace around punctuation tokens
 (the official code keeps e.g. ', ' with its space, which then maps to <unk>).
+Text is NFKC-normalised first, so composed and decomposed accents (and
+full-width letters) give the same word; letters of any script are word
+characters, emoji and other symbols are tokens of their own.
 
 Word ids: 0 is <pad>, 1 is <unk>, then the training words by decreasing count
 (ties alphabetical), so a vocabulary is a deterministic function of its texts.
@@ -14,7 +17,9 @@ import collections
 import json
 import os
 import re
+import unicodedata
 
+from absl import logging
 import numpy as np
 
 from cmsa_jax import errors
@@ -29,7 +34,7 @@ def tokenize(text):
   """Returns the list of tokens of `text` (str or UTF-8 bytes)."""
   if isinstance(text, bytes):
     text = text.decode('utf-8')
-  tokens = [t.strip() for t in _SPLIT.split(text.lower())]
+  tokens = [t.strip() for t in _SPLIT.split(unicodedata.normalize('NFKC', text).lower())]
   tokens = [t for t in tokens if t]
   if tokens and tokens[-1] in ('.', '?'):
     tokens.pop()
@@ -72,12 +77,19 @@ class Vocabulary:
     Tokens beyond `max_len` are dropped; unknown tokens map to <unk>. An
     expression with no token at all encodes as a single <unk> so that every
     example has at least one valid word (masked averages stay defined). With
-    `strict=True` (prediction on user input) an expression with no known word
-    raises errors.InputError instead.
+    `strict=True` (prediction on user input) an empty expression or one with no
+    known word raises errors.InputError instead, and dropped words are logged.
     """
     if max_len < 1:
       raise ValueError(f'max_len must be >= 1, got {max_len}')
-    ids = [self._ids.get(t, UNK) for t in tokenize(text)][:max_len]
+    tokens = tokenize(text)
+    if strict and not tokens:
+      raise errors.InputError(f'expression {text!r} is empty; describe the object to segment '
+                              '(e.g. "man on the left")')
+    if strict and len(tokens) > max_len:
+      logging.warning('The expression has %d words; the model reads the first %d and ignores %s.',
+                      len(tokens), max_len, tokens[max_len:])
+    ids = [self._ids.get(t, UNK) for t in tokens][:max_len]
     if strict and all(i == UNK for i in ids):
       raise errors.InputError(
           f'expression {text!r} has no word in the vocabulary ({len(self)} words); '

@@ -15,18 +15,18 @@ from cmsa_jax import errors
 from cmsa_jax import models
 from cmsa_jax.data import input_pipeline
 from cmsa_jax.data import text
+from cmsa_jax.records import image_io
 from cmsa_jax.run import checkpoints
 from cmsa_jax.run import crf
 
 def load_image(path):
-  """Any image Pillow reads, as (H, W, 3) uint8 RGB; clear error otherwise."""
+  """Any image Pillow reads, as displayed: (H, W, 3) uint8 RGB (see image_io.to_rgb).
+
+  Clear error naming the file otherwise.
+  """
   if not os.path.isfile(path):
     raise errors.NotFoundError(f'--image={path}: no such file')
-  try:
-    with Image.open(path) as im:
-      return np.asarray(im.convert('RGB'))
-  except (OSError, ValueError) as e:
-    raise errors.InputError(f'--image={path}: Pillow cannot read it as an image ({e})') from None
+  return image_io.read_rgb(path)
 
 
 def upsample(x, size):
@@ -47,9 +47,9 @@ def run_model(model, vocab, image, expression, *, image_size, max_words):
 
 
 def _overlay(image, mask, color=(255, 40, 40), alpha=0.5):
-  out = image.astype(np.float32)
-  out[mask] = (1 - alpha) * out[mask] + alpha * np.asarray(color, np.float32)
-  return out.astype(np.uint8)
+  out = image.copy()  # Blends only the masked pixels: a 10000x10000 photo stays uint8.
+  out[mask] = ((1 - alpha) * out[mask] + alpha * np.asarray(color, np.float32)).astype(np.uint8)
+  return out
 
 
 def _plot_word_attention(path, weights, levels, words, vocab, expression):
@@ -81,7 +81,7 @@ def _plot_heatmap(path, image, heatmap):
 def predict(config, workdir, image_path, expression, output_dir, *, step=None):
   """Writes mask.png, overlay.png, word_attention.png and heatmap.png to output_dir."""
   image = load_image(image_path)
-  model, saved, vocab, _ = checkpoints.restore_model(workdir, step)
+  model, saved, vocab, step = checkpoints.restore_model(workdir, step)
   prob, heatmap, weights, words = run_model(
       model, vocab, image, expression, image_size=saved.image_size,
       max_words=saved.max_words)
@@ -94,6 +94,6 @@ def predict(config, workdir, image_path, expression, output_dir, *, step=None):
   Image.fromarray(_overlay(image, mask)).save(paths['overlay'])
   _plot_word_attention(paths['word_attention'], weights, model.levels, words, vocab, expression)
   _plot_heatmap(paths['heatmap'], image, heatmap)
-  logging.info('Mask covers %.1f%% of the image; wrote %s', 100 * mask.mean(),
-               ', '.join(paths.values()))
+  logging.info('Checkpoint step %d: the mask covers %.1f%% of the image; wrote %s', step,
+               100 * mask.mean(), ', '.join(paths.values()))
   return paths

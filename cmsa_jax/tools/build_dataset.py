@@ -8,10 +8,15 @@
 registered with TFDS; without `<config>` a builder with configs builds its default one.
 Source files are read from the manual dir, never downloaded. Read the result
 with `tfds.data_source('<name>/<config>', data_dir=D)`.
+
+An example whose source files are broken (unreadable image, bad polygon,
+missing mask file) is skipped with a warning and counted in the summary;
+`--strict` stops at the first one instead, naming it.
 """
 
 import os
 import pathlib
+import sys
 
 from absl import app
 from absl import flags
@@ -19,12 +24,15 @@ import tensorflow_datasets as tfds
 
 import cmsa_jax
 from cmsa_jax import errors
+from cmsa_jax.records import broken
 
 DATASETS_DIR = pathlib.Path(cmsa_jax.__file__).resolve().parent.parent / 'datasets'
 
 _MANUAL_DIR = flags.DEFINE_string(
     'manual_dir', None, 'Directory holding the source files in their authors\' layout.')
 _DATA_DIR = flags.DEFINE_string('data_dir', None, 'Where the built dataset is written.')
+_STRICT = flags.DEFINE_bool(
+    'strict', False, 'Stop at the first broken source example (default: skip and count it).')
 
 
 def local_builders():
@@ -63,20 +71,25 @@ def make_builder(spec, data_dir):
   return cls(config=config or None, data_dir=data_dir)
 
 
-def prepare(builder, manual_dir):
-  """Writes `builder`'s splits as array_record from the files in `manual_dir`."""
-  builder.download_and_prepare(
-      download_config=tfds.download.DownloadConfig(manual_dir=manual_dir),
-      file_format='array_record')
+def prepare(builder, manual_dir, *, strict=False):
+  """Writes `builder`'s splits as array_record from the files in `manual_dir`.
+
+  Broken source examples are skipped and counted, or with `strict` stop the build.
+  """
+  with broken.strict_mode(strict):
+    builder.download_and_prepare(
+        download_config=tfds.download.DownloadConfig(manual_dir=manual_dir),
+        file_format='array_record')
 
 
 def summary(builder):
-  """Where the dataset is and the size of each split."""
+  """Where the dataset is, the size of each split and the broken examples skipped."""
   info = builder.info
   lines = [f'{info.full_name} in {builder.data_dir}']
   lines += [f'  {name}: {split.num_examples} examples, {split.num_bytes}'
             for name, split in info.splits.items()]
   lines.append(f'  total: {info.dataset_size}')
+  lines += [f'  {line}' for line in broken.report()]
   return '\n'.join(lines)
 
 
@@ -90,7 +103,11 @@ def main(argv):
     builder = make_builder(argv[1], os.path.expanduser(_DATA_DIR.value))
   except errors.ConfigError as e:
     raise app.UsageError(str(e)) from e
-  prepare(builder, _MANUAL_DIR.value and os.path.expanduser(_MANUAL_DIR.value))
+  try:
+    prepare(builder, _MANUAL_DIR.value and os.path.expanduser(_MANUAL_DIR.value),
+            strict=_STRICT.value)
+  except (errors.UserError, FileNotFoundError) as e:  # A broken or missing source file.
+    sys.exit(f'Error: {e}')
   print(summary(builder))
 
 

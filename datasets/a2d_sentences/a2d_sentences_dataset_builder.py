@@ -11,8 +11,8 @@ import re
 from pathlib import Path
 
 import tensorflow_datasets as tfds
-from absl import logging
 
+from cmsa_jax.records import broken
 from cmsa_jax.records import features
 from cmsa_jax.records import image_io
 from cmsa_jax.records import manual_files
@@ -82,22 +82,19 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             for name, split_videos in splits.items() if split_videos}
 
   def _generate_examples(self, videos, expressions, release, masks):
-    """Yields each video's records; videos whose files are absent are skipped, with a warning."""
-    absent = []
-    for v in videos:
+    """Yields each video's records; a video whose files are absent or broken is skipped
+    and counted (see cmsa_jax/records/broken.py)."""
+
+    def make(v):
       frames = release / 'frames' / v.video_id
       source = frames if frames.is_dir() else release / 'clips320H' / f'{v.video_id}.mp4'
-      if not source.exists() or not (masks / v.video_id).is_dir():
-        absent.append(v.video_id)
-        continue
-      yield from self._video_examples(v, expressions[v.video_id], source, masks / v.video_id)
-    if absent and len(absent) == len(videos):
-      raise FileNotFoundError(
-          f'None of the {len(videos)} videos has both frames ({release}/frames/<id>/ or '
-          f'{release}/clips320H/<id>.mp4) and masks ({masks}/<id>/), e.g. {absent[0]}.')
-    if absent:
-      logging.warning('Skipped %d of %d videos whose frames or masks are absent: %s',
-                      len(absent), len(videos), absent[:10])
+      for path in (source, masks / v.video_id):
+        if not path.exists():
+          raise FileNotFoundError(f'{path} not found (frames: {release}/frames/<id>/ or '
+                                  f'{release}/clips320H/<id>.mp4; masks: {masks}/<id>/)')
+      return list(self._video_examples(v, expressions[v.video_id], source, masks / v.video_id))
+
+    yield from broken.examples(((v.video_id, v) for v in videos), make, 'video')
 
   def _video_examples(self, v, expressions, source, mask_dir):
     """Records of one video: its h5 frames are read first, then its clip frames decoded once."""

@@ -12,6 +12,7 @@ from pathlib import Path
 import tensorflow_datasets as tfds
 from absl import logging
 
+from cmsa_jax.records import broken
 from cmsa_jax.records import features
 from cmsa_jax.records import image_io
 from cmsa_jax.records import manual_files
@@ -64,19 +65,24 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     return {'test': self._generate_examples(expressions, frame_root, mask_root)}
 
   def _generate_examples(self, expressions, frame_root, mask_root):
-    """Yields each video's records; videos absent from Rename_Images are skipped, with a warning."""
+    """Yields each video's records; a video absent from Rename_Images, or whose files are
+    broken, is skipped and counted (see cmsa_jax/records/broken.py)."""
     actions = video.index_videos(frame_root, expressions)
     absent = [video_id for video_id in expressions if video_id not in actions]
-    if len(absent) == len(expressions):
-      raise FileNotFoundError(f'None of the {len(expressions)} annotated videos is in {frame_root}'
-                              f'/<action>/<video_id>/, e.g. {absent[0]}.')
+    if absent and (broken.is_strict() or len(absent) == len(expressions)):
+      raise FileNotFoundError(f'{len(absent)} of {len(expressions)} annotated videos are not in '
+                              f'{frame_root}/<action>/<video_id>/, e.g. {absent[0]}.')
     if absent:
       logging.warning('Skipped %d of %d videos absent from %s: %s',
                       len(absent), len(expressions), frame_root, absent[:10])
-    for video_id, action in actions.items():
-      yield from self._video_examples(
-          expressions[video_id], action, frame_root / action / video_id,
-          manual_files.require(mask_root / action / video_id / 'puppet_mask.mat', _SOURCE))
+
+    def make(item):
+      video_id, action = item
+      mask_path = manual_files.require(mask_root / action / video_id / 'puppet_mask.mat', _SOURCE)
+      return list(self._video_examples(expressions[video_id], action,
+                                       frame_root / action / video_id, mask_path))
+
+    yield from broken.examples(((v, (v, a)) for v, a in actions.items()), make, 'video')
 
   def _video_examples(self, expressions, action, folder, mask_path):
     """Records of one video, whose clip frames are read once."""

@@ -9,6 +9,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 import tensorflow_datasets as tfds
 
+from cmsa_jax.records import broken
 from cmsa_jax.records import features
 from cmsa_jax.records import image_io
 from cmsa_jax.records import manual_files
@@ -89,6 +90,10 @@ def _decode_mask(ann, height, width):
       rle = {'size': [height, width],
              'counts': counts.encode() if isinstance(counts, str) else counts}
     return mask_utils.decode(rle)
+  if not isinstance(segmentation, list) or not all(
+      isinstance(p, list) and all(isinstance(v, (int, float)) and np.isfinite(v) for v in p)
+      for p in segmentation):
+    raise ValueError(f'annotation {ann["id"]}: malformed polygon {str(segmentation)[:80]}')
   # COCO has a few degenerate polygons of < 3 points; pycocotools would read a
   # 4-number one as a box.
   polygons = [p for p in segmentation if len(p) >= 6 and len(p) % 2 == 0]
@@ -155,7 +160,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     refs = _load_refs(root / config.dataset / f'refs({config.split_by}).p')
     images, anns, categories = _load_instances(root / config.dataset / 'instances.json', refs)
     image_dir = root / 'images' / 'mscoco' / 'images' / 'train2014'
-    manual_files.require_all([image_dir / im['file_name'] for im in images.values()], _SOURCE)
+    manual_files.check_examples([image_dir / im['file_name'] for im in images.values()],
+                                _SOURCE)
     by_split = collections.defaultdict(lambda: collections.defaultdict(list))
     for ref in sorted(refs, key=lambda r: r['ref_id']):
       by_split[ref['split']][ref['image_id']].append(ref)
@@ -163,5 +169,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
             for split in _ordered_splits(by_split)}
 
   def _generate_examples(self, refs_by_image, images, anns, categories, image_dir):
-    for image_id, refs in sorted(refs_by_image.items()):
-      yield image_id, _example(images[image_id], refs, anns, categories, image_dir)
+    """One record per image; an image whose files are broken is skipped and counted."""
+    yield from broken.examples(
+        ((image_id, (image_id, refs)) for image_id, refs in sorted(refs_by_image.items())),
+        lambda item: [(item[0], _example(images[item[0]], item[1], anns, categories, image_dir))],
+        'image')

@@ -12,6 +12,7 @@ import tensorflow_datasets as tfds
 
 from ref_coco_seg import make_dummy_data as dummy
 from ref_coco_seg import ref_coco_seg_dataset_builder
+from cmsa_jax.records import broken
 
 DUMMY_DIR = pathlib.Path(__file__).parent / 'dummy_data'
 CONFIGS = {  # config: (refer folder, split_by, expected split order).
@@ -114,7 +115,7 @@ def test_missing_files_are_named(tmp_path, missing):
   manual_dir = tmp_path / 'manual'
   shutil.copytree(DUMMY_DIR, manual_dir)
   (manual_dir / missing).unlink()
-  with pytest.raises(FileNotFoundError, match='refer') as err:
+  with broken.strict_mode(), pytest.raises(FileNotFoundError, match='refer') as err:
     _build('refcoco_unc', manual_dir, tmp_path / 'data')
   assert str(manual_dir / missing) in str(err.value)
 

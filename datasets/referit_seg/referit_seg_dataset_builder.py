@@ -7,6 +7,7 @@ import numpy as np
 import scipy.io
 import tensorflow_datasets as tfds
 
+from cmsa_jax.records import broken
 from cmsa_jax.records import features
 from cmsa_jax.records import image_io
 from cmsa_jax.records import manual_files
@@ -93,13 +94,14 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   def _split_generators(self, dl_manager):
     root = dl_manager.manual_dir
     splits = {split: _load_queries(root / f'referit_query_{split}.json') for split in _SPLITS}
-    manual_files.require_all(
+    manual_files.check_examples(
         [root / 'images' / f'{image}.jpg' for q in splits.values() for image in q] +
         [root / 'mask' / f'{image}_{obj}.mat'
          for q in splits.values() for image, objects in q.items() for obj, _ in objects], _SOURCE)
     return {split: self._generate_examples(queries, root) for split, queries in splits.items()}
 
   def _generate_examples(self, queries, root):
-    for image_name, objects in sorted(queries.items()):
-      if any(sentences for _, sentences in objects):  # Records hold >= 1 sentence.
-        yield image_name, _example(image_name, objects, root)
+    """One record per image; an image whose files are broken is skipped and counted."""
+    items = [(name, (name, objects)) for name, objects in sorted(queries.items())
+             if any(sentences for _, sentences in objects)]  # Records hold >= 1 sentence.
+    yield from broken.examples(items, lambda item: [(item[0], _example(*item, root))], 'image')
