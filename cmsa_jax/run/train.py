@@ -64,6 +64,13 @@ def shardings(mesh):
   return (jax.NamedSharding(mesh, jax.P()), jax.NamedSharding(mesh, jax.P('data')))
 
 
+def replicate(tree, replicated):
+  """Puts a pytree every host holds identically on every device (as jax.device_put
+  would, without its cross-host equality check: one collective per array)."""
+  return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(replicated, np.asarray(x)), tree)
+
+
 def global_batch(local_batch, data_sharding):
   """Assembles each host's slice of the batch into one global array per key."""
   return {k: jax.make_array_from_process_local_data(data_sharding, np.asarray(v))
@@ -104,7 +111,7 @@ def train_and_evaluate(config, workdir):
         data_iter=grain.checkpoint.CheckpointRestore(train_iter)))
     state = restored.state
     logging.info('Resumed from step %d in %s.', int(state.step), workdir)
-  state = jax.device_put(state, replicated)
+  state = replicate(state, replicated)
   step_fn = jax.jit(functools.partial(train_step, graphdef=graphdef, tx=tx),
                     in_shardings=(replicated, data_sharding),
                     out_shardings=(replicated, replicated), donate_argnums=(0,))
