@@ -142,12 +142,13 @@ def measure(step, batch_size):
   step_ms = median_ms(run, batch)
   step.state = state
   backbone = jax.jit(step.backbone_forward, in_shardings=(step.replicated, step.data))
+  backbone = backbone.lower(state, batch['image']).compile()
   backbone_ms = median_ms(backbone, state, batch['image'])
-  head_ms = None
+  head_ms = head_flops = None
   if hasattr(step.model(state), 'decode'):  # Models with a backbone / head split.
     features = backbone(state, batch['image'])
-    head = jax.jit(step.head_forward_backward)
-    head_ms = median_ms(head, state, features, batch)
+    head = jax.jit(step.head_forward_backward).lower(state, features, batch).compile()
+    head_ms, head_flops = median_ms(head, state, features, batch), flops(head)
   step_flops = flops(compiled)
   tflops = step_flops / step_ms / 1e9
   peak_matmul = matmul_tflops(jnp.dtype(step.config.dtype))
@@ -161,6 +162,8 @@ def measure(step, batch_size):
       'peak_bytes': peak_bytes(compiled),
       'backbone_fwd_ms': backbone_ms,
       'head_fwd_bwd_ms': head_ms,
+      'backbone_fwd_flops': flops(backbone) * jax.device_count(),
+      'head_fwd_bwd_flops': head_flops and head_flops * jax.device_count(),
       'step_over_backbone_fwd': step_ms / backbone_ms,
   }
 
