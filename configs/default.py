@@ -45,10 +45,18 @@ def get_config():
   # Hand-written backward passes (cmsa_jax/models/kernels.py, for XLA:CPU speed);
   # False: plain autodiff of the same forward.
   config.model.custom_gradients = True
+  # Rematerialization (jax.checkpoint, cmsa_jax/models/remat.py) of each backbone stage /
+  # each level's CMSA: 'none' | 'full' (save nothing) | 'dots' | 'dots_no_batch'
+  # (save matmul outputs). Less memory, more compute; nothing to save where no
+  # gradient flows (the frozen backbone).
+  config.model.remat_backbone = 'none'
+  config.model.remat_cmsa = 'none'
   config.backbone_init = ''  # .npz from `python -m cmsa_jax.tools.import_weights`.
   # The official code trains only the layers after the (DeepLab-initialised) backbone.
   config.freeze_backbone = True
-  config.dtype = 'float32'  # or 'bfloat16' (compute; parameters stay float32).
+  # Compute dtype, 'float32' or 'bfloat16' (mixed precision: parameters, optimizer
+  # state, softmax statistics, logits and loss stay float32).
+  config.dtype = 'float32'
 
   # Optimization (Sec. 4.2): Adam, weight decay 5e-4, poly decay power 0.9;
   # batch size, step count and final learning rate as in the official code.

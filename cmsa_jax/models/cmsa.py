@@ -252,7 +252,8 @@ class CMSA(nnx.Module):
     va, vb = self._split(self.value.kernel[...], self.value.bias, visual, words, spatial)
     terms = ATTENTION_TERMS[self.attention]
     f32 = jnp.float32
-    dot = lambda x, y: jnp.einsum('bid,bjd->bij', x, y).astype(f32)
+    # Logits accumulate and come out in float32 whatever the compute dtype.
+    dot = lambda x, y: jnp.einsum('bid,bjd->bij', x, y, preferred_element_type=f32)
 
     # Eq.2, word factor W[b, p, n, n'] = softmax_n'(pw + ww), padded n' masked.
     word_logits = jnp.zeros((b, 1, 1, n), f32)

@@ -6,8 +6,6 @@ cross-modal self-attention and word pooling (Eq.2-5, cmsa.py) and are fused by
 GMLF (Eq.6-7, gmlf.py) into one logit map, upsampled bilinearly to the input.
 """
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -17,6 +15,7 @@ from cmsa_jax.models import cmsa
 from cmsa_jax.models import gmlf
 from cmsa_jax.models import kernels
 from cmsa_jax.models import multimodal
+from cmsa_jax.models import remat
 from cmsa_jax.models import resnet
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # torchvision.
@@ -64,6 +63,11 @@ class Model(nnx.Module):
     heatmap: (B, h, w) in [0, 1] at feature size: the attention each pixel
       receives in Res5's CMSA, summed over all valid queries, min-max
       normalized per image (Fig.7-style; all 0 where it is uniform).
+
+  `dtype` is the compute dtype (parameters stay float32; softmax statistics, the
+  logits and the loss are float32 whatever it is). `remat_backbone` /
+  `remat_cmsa` checkpoint each backbone stage / each level's CMSA with a named
+  policy of `remat.POLICIES`.
   """
 
   input_keys = ('image', 'tokens', 'token_mask')  # __call__'s arguments.
@@ -76,9 +80,12 @@ class Model(nnx.Module):
                word_weight: str = 'mean', attention: str = 'full',
                qk_init_scale: float = 1.0, fusion: str = 'gated',
                fusion_relu: bool = False, custom_gradients: bool = True,
+               remat_backbone: str = 'none', remat_cmsa: str = 'none',
                dtype=jnp.float32, rngs: nnx.Rngs):
+    remat.check('remat_cmsa', remat_cmsa)
+    self.remat_cmsa = remat_cmsa
     self.backbone = resnet.ResNet(blocks=backbone_blocks, width=backbone_width,
-                                  dtype=dtype, rngs=rngs)
+                                  remat=remat_backbone, dtype=dtype, rngs=rngs)
     self.embed = nnx.Embed(vocab_size, embed_dim, dtype=dtype,
                            embedding_init=_embedding_init, rngs=rngs)
     self.custom_gradients = custom_gradients
@@ -99,11 +106,20 @@ class Model(nnx.Module):
     """images: (B, H, W, 3) float RGB in [0, 255]; tokens: (B, N) int;
     token_mask: (B, N) bool, True on words (each expression needs one)."""
     _check_inputs(images, tokens, token_mask)
-    b, height, width, _ = images.shape
-    features = self.backbone(normalize_images(images))
-    normalize = functools.partial(kernels.l2_normalize, custom_gradient=self.custom_gradients)
-    words = normalize(self.embed(tokens))  # Eq.1
-    outputs = [layer(normalize(features[level]), words, token_mask)
+    return self.decode(self.backbone(normalize_images(images)), tokens, token_mask,
+                       images.shape[1:3])
+
+  def normalize(self, x: jax.Array) -> jax.Array:
+    """Eq.1's x / ||x|| over channels."""
+    return kernels.l2_normalize(x, custom_gradient=self.custom_gradients)
+
+  def decode(self, features, tokens, token_mask, size) -> dict[str, jax.Array]:
+    """Eq.1-7 on one image's backbone features {level: (B, h, w, C)}, logits at `size`."""
+    (height, width), b = size, tokens.shape[0]
+    words = self.normalize(self.embed(tokens))  # Eq.1
+    run_level = remat.wrap(lambda layer, visual, words, mask: layer(self.normalize(visual), words, mask),
+                           self.remat_cmsa)
+    outputs = [run_level(layer, features[level], words, token_mask)
                for level, layer in zip(self.levels, self.cmsa)]
     logits = self.fusion([o.features for o in outputs])
     logits = jax.image.resize(logits, (b, height, width), 'bilinear')

@@ -14,6 +14,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from cmsa_jax import errors
+from cmsa_jax.models import remat as remat_lib
 
 EXPANSION = 4  # Bottleneck output channels = EXPANSION * width of the stage.
 STAGES = ('res2', 'res3', 'res4', 'res5')
@@ -102,16 +103,18 @@ class ResNet(nnx.Module):
   """Bottleneck ResNet returning the four stage outputs.
 
   With the default `dilations=(1, 1, 2, 4)` the output stride is 8: a 320x320
-  input gives 80x80 `res2` and 40x40 `res3`, `res4`, `res5`.
+  input gives 80x80 `res2` and 40x40 `res3`, `res4`, `res5`. `remat` names the
+  `remat.POLICIES` entry each stage is checkpointed with.
   """
 
   def __init__(self, *, blocks: Sequence[int] = (3, 4, 23, 3), width: int = 64,
-               dilations: Sequence[int] = (1, 1, 2, 4), dtype=jnp.float32,
-               rngs: nnx.Rngs):
+               dilations: Sequence[int] = (1, 1, 2, 4), remat: str = 'none',
+               dtype=jnp.float32, rngs: nnx.Rngs):
     if len(blocks) != 4 or min(blocks) < 1:
       raise errors.ConfigError(f'blocks must be 4 positive counts; got {blocks}.')
+    remat_lib.check('remat_backbone', remat)
     strides = stage_strides(dilations)
-    self.dtype = dtype
+    self.dtype, self.remat = dtype, remat
     # Stem: 7x7/2 conv (padding 3) then 3x3/2 max pool (padding 1).
     self.conv1 = _conv(3, width, 7, stride=2, dtype=dtype, rngs=rngs)
     self.bn1 = FrozenBatchNorm(width, dtype=dtype)
@@ -134,12 +137,17 @@ class ResNet(nnx.Module):
       raise ValueError(f'ResNet expects (B, H, W, 3) images; got {x.shape}.')
     x = nnx.relu(self.bn1(self.conv1(x.astype(self.dtype))))
     x = nnx.max_pool(x, (3, 3), strides=(2, 2), padding=((1, 1), (1, 1)))
+    run_stage = remat_lib.wrap(_run_stage, self.remat)
     out = {}
     for i, name in enumerate(STAGES):
-      for block in getattr(self, f'layer{i + 1}'):
-        x = block(x)
-      out[name] = x
+      x = out[name] = run_stage(getattr(self, f'layer{i + 1}'), x)
     return out
+
+
+def _run_stage(layer, x):
+  for block in layer:
+    x = block(x)
+  return x
 
 
 def resnet101(*, dtype=jnp.float32, rngs: nnx.Rngs) -> ResNet:

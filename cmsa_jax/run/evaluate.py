@@ -2,12 +2,14 @@
 without DenseCRF, and trivial baselines where every object of a scene is known."""
 
 import collections
+import dataclasses
 import json
 import os
 
 from absl import logging
 from flax import nnx
 import jax
+from jax.experimental import multihost_utils
 import numpy as np
 
 from cmsa_jax import models
@@ -49,6 +51,7 @@ def evaluate_model(model, config, vocab, workdir, *, step):
   with_baselines = sources.has_all_objects(config)
   index = input_pipeline.sentence_index(source)
   total = len(index) if config.num_eval_examples < 0 else min(config.num_eval_examples, len(index))
+  index, total = process_shard(index, total)
   eval_iter = input_pipeline.create_eval_iterator(
       source, vocab, batch_size=config.eval_batch_size, image_size=config.image_size,
       max_words=config.max_words, with_baselines=with_baselines, index=index)
@@ -65,6 +68,8 @@ def evaluate_model(model, config, vocab, workdir, *, step):
     if done >= total:
       break
   progress.update(done, force=True)
+  if jax.process_count() > 1:
+    scores = _combine_processes(scores)
 
   results = scores['model'].result()
   if config.crf:
@@ -78,6 +83,42 @@ def evaluate_model(model, config, vocab, workdir, *, step):
   results['step'] = step
   _write(results, scores, config, workdir)
   return results
+
+
+def process_shard(index, total):
+  """This process's share of the first `total` expressions: every
+  process_count-th one; returns (its index, its count)."""
+  start, step = jax.process_index(), jax.process_count()
+  shard = dataclasses.replace(index, pairs=index.pairs[:total][start::step],
+                              texts=index.texts[:total][start::step])
+  return shard, len(shard)
+
+
+def _allgather_json(obj):
+  """[obj of process 0, obj of process 1, ...] for a JSON-serializable obj."""
+  data = np.frombuffer(json.dumps(obj).encode(), np.uint8)
+  sizes = multihost_utils.process_allgather(np.int32(data.size))
+  padded = np.zeros(int(np.max(sizes)), np.uint8)
+  padded[:data.size] = data
+  gathered = multihost_utils.process_allgather(padded)
+  return [json.loads(row[:n].tobytes()) for row, n in zip(gathered, sizes)]
+
+
+def _combine_processes(scores):
+  """Every process's accumulators summed into one (the same on every process)."""
+  as_json = lambda acc: [acc.total_i, acc.total_u, acc.ious]
+  local = {'keys': {k: as_json(v) for k, v in scores.items() if k != 'family'},
+           'family': [[f, k, as_json(v)] for (f, k), v in scores['family'].items()]}
+  combined = {k: metrics_lib.IoUAccumulator() for k in local['keys']}
+  combined['family'] = collections.defaultdict(metrics_lib.IoUAccumulator)
+  for part in _allgather_json(local):
+    items = list(part['keys'].items()) + [((f, k), v) for f, k, v in part['family']]
+    for key, (total_i, total_u, ious) in items:
+      acc = combined['family'][key] if isinstance(key, tuple) else combined[key]
+      acc.total_i += total_i
+      acc.total_u += total_u
+      acc.ious.extend(ious)
+  return combined
 
 
 def _write(results, scores, config, workdir):

@@ -84,6 +84,13 @@ def shardings(mesh):
   return (jax.NamedSharding(mesh, jax.P()), jax.NamedSharding(mesh, jax.P('data')))
 
 
+def replicate(tree, replicated):
+  """Puts a pytree every host holds identically on every device (as jax.device_put
+  would, without its cross-host equality check: one collective per array)."""
+  return jax.tree.map(
+      lambda x: jax.make_array_from_process_local_data(replicated, np.asarray(x)), tree)
+
+
 def global_batch(local_batch, data_sharding):
   """Assembles each host's slice of the batch into one global array per key."""
   return {k: jax.make_array_from_process_local_data(data_sharding, np.asarray(v))
@@ -185,7 +192,7 @@ def train_and_evaluate(config, workdir):
 
   mngr = checkpoints.checkpoint_manager(config, workdir)
   state = checkpoints.resume(mngr, workdir, state, train_iter)
-  state = jax.device_put(state, replicated)
+  state = replicate(state, replicated)
   skip_nonfinite = config.get('skip_nonfinite_steps', False)
   step_fn = jax.jit(functools.partial(train_step, graphdef=graphdef, tx=tx,
                                       skip_nonfinite=skip_nonfinite),
