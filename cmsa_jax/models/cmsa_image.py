@@ -6,8 +6,6 @@ cross-modal self-attention and word pooling (Eq.2-5, cmsa.py) and are fused by
 GMLF (Eq.6-7, gmlf.py) into one logit map, upsampled bilinearly to the input.
 """
 
-import functools
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -99,11 +97,18 @@ class Model(nnx.Module):
     """images: (B, H, W, 3) float RGB in [0, 255]; tokens: (B, N) int;
     token_mask: (B, N) bool, True on words (each expression needs one)."""
     _check_inputs(images, tokens, token_mask)
-    b, height, width, _ = images.shape
-    features = self.backbone(normalize_images(images))
-    normalize = functools.partial(kernels.l2_normalize, custom_gradient=self.custom_gradients)
-    words = normalize(self.embed(tokens))  # Eq.1
-    outputs = [layer(normalize(features[level]), words, token_mask)
+    return self.decode(self.backbone(normalize_images(images)), tokens, token_mask,
+                       images.shape[1:3])
+
+  def normalize(self, x: jax.Array) -> jax.Array:
+    """Eq.1's x / ||x|| over channels."""
+    return kernels.l2_normalize(x, custom_gradient=self.custom_gradients)
+
+  def decode(self, features, tokens, token_mask, size) -> dict[str, jax.Array]:
+    """Eq.1-7 on one image's backbone features {level: (B, h, w, C)}, logits at `size`."""
+    (height, width), b = size, tokens.shape[0]
+    words = self.normalize(self.embed(tokens))  # Eq.1
+    outputs = [layer(self.normalize(features[level]), words, token_mask)
                for level, layer in zip(self.levels, self.cmsa)]
     logits = self.fusion([o.features for o in outputs])
     logits = jax.image.resize(logits, (b, height, width), 'bilinear')
