@@ -190,3 +190,54 @@ def gmlf_logits(module, features, fusion, relu=False):
       g = m[i] * x
     fused = fused + r[i] * np.tanh(g) + (1 - r[i]) * x
   return conv_same(fused, module.score)[..., 0]
+
+
+# --- Eq.9-11 cross-frame self-attention: every (frame, pixel) of the clip is a token.
+
+def cfsa_features(module, visual, frame_mask, frame_weight):
+  """Eq.9-11 in float64, written from the equations (see cmsa_jax/models/cfsa.py's
+  docstring for the token g_tp = [v_tp, s_p, δ_t]): one softmax row per query token,
+  column sums of the attention over the valid queries, Eq.4's normalisations.
+
+  Returns [V_c + V̂ (B, h, w, C), α (B, T), frame-to-frame attention (B, T, T)].
+  """
+  p = lambda layer: (np.asarray(layer.kernel[...], np.float64),
+                     0.0 if layer.bias is None else np.asarray(layer.bias[...], np.float64))
+  b, t, h, w, c = visual.shape
+  centre, hw, tau = t // 2, h * w, max(t // 2, 1)
+  valid = np.asarray(frame_mask, bool).copy()
+  valid[:, centre] = True
+  outputs = [[], [], []]
+  for i in range(b):
+    tokens, owner = [], []
+    for f in range(t):
+      for y in range(h):
+        for x in range(w):
+          tokens.append(np.concatenate([visual[i, f, y, x], spatial_coords(h, w)[y, x],
+                                        [(f - centre) / tau]]))
+          owner.append(f)
+    g, owner = np.asarray(tokens), np.asarray(owner)
+    (wq, bq), (wk, bk), (wv, bv), (wo, bo) = map(
+        p, (module.query, module.key, module.value, module.out))
+    q, k, v = g @ wq + bq, g @ wk + bk, g @ wv + bv
+    key_ok = valid[i][owner]
+    r = softmax(np.where(key_ok[None, :], q @ k.T, -np.inf))  # Eq.9, rows: queries.
+    v_hat = r @ v @ wo + bo  # Eq.10
+    pair = np.zeros((t, t))  # Attention frame s's queries put on frame u.
+    for s in range(t):
+      for u in range(t):
+        pair[s, u] = r[np.ix_(owner == s, owner == u)].sum() / hw * valid[i][s]
+    received = pair.sum(0) * hw  # Eq.11: column sums over the valid queries.
+    fraction = received / (hw * valid[i].sum())
+    if frame_weight == 'sum':
+      logit = received
+    elif frame_weight == 'mean':
+      logit = fraction
+    else:
+      logit = np.exp(float(module.frame_log_temperature[...])) * valid[i].sum() * fraction
+    alpha = softmax(np.where(valid[i], logit, -np.inf)[None])[0]
+    pooled = sum(alpha[f] * v_hat[owner == f] for f in range(t))  # V̂
+    outputs[0].append((visual[i, centre].reshape(hw, c) + pooled).reshape(h, w, c))
+    outputs[1].append(alpha)
+    outputs[2].append(pair)
+  return [np.stack(o) for o in outputs]

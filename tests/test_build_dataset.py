@@ -104,7 +104,8 @@ def test_bad_config_exits_with_the_configs(tmp_path):
 
 def test_finds_repository_builders_from_the_package():
   assert set(build_dataset.local_builders()) == {
-      'a2d_sentences', 'jhmdb_sentences', 'ref_coco_seg', 'referit_seg', 'synthetic_ref'}
+      'a2d_sentences', 'jhmdb_sentences', 'ref_coco_seg', 'referit_seg', 'synthetic_ref',
+      'synthetic_video'}
   assert build_dataset.builder_class('ref_coco_seg').name == 'ref_coco_seg'
   assert build_dataset.builder_class('mnist').name == 'mnist'  # Registered with TFDS.
 

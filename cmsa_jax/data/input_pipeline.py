@@ -32,7 +32,7 @@ from cmsa_jax import progress as progress_lib
 
 _RESAMPLE = {'bilinear': PIL.Image.BILINEAR, 'nearest': PIL.Image.NEAREST}
 # Batched by stacking; everything else an eval example holds stays a list.
-_DEVICE_KEYS = ('image', 'mask', 'tokens', 'token_mask', 'frames')
+_DEVICE_KEYS = ('image', 'mask', 'tokens', 'token_mask', 'frames', 'frame_mask')
 
 
 @dataclasses.dataclass(frozen=True)
@@ -226,8 +226,8 @@ class _LoadExample:
                            max_words=self._max_words)
     example['mask'] = _resize_mask(mask, self._size)
     if self._clip_radius is not None:
-      example['frames'] = np.stack([resize_and_pad(_pixels(f, 'RGB'), self._size)[0]
-                                    for f in self._clip(record, r)])
+      frames, example['frame_mask'] = self._clip(record, r, image.shape)
+      example['frames'] = np.stack([resize_and_pad(f, self._size)[0] for f in frames])
     if self._with_originals:
       example.update(orig_image=image, orig_mask=mask.astype(bool))
     if self._with_baselines:
@@ -237,14 +237,29 @@ class _LoadExample:
     example.update(index=(r, s), text=text, resize_info=info)
     return example
 
-  def _clip(self, record, r):
-    """The 2τ+1 frames centred on the annotated one (τ = clip_radius)."""
+  def _clip(self, record, r, shape):
+    """The 2τ+1 decoded frames centred on the annotated one (τ = clip_radius) and
+    which of them are real (False: an edge-padding repeat of its neighbour towards
+    the centre, at the start or end of a video shorter than the clip)."""
     frames, tau = record['frames'], self._clip_radius
     if len(frames) % 2 != 1 or len(frames) < 2 * tau + 1:
       raise ValueError(f'record {r}: clip_radius {tau} needs an odd clip of at least '
                        f'{2 * tau + 1} frames, record has {len(frames)}')
     centre = len(frames) // 2
-    return frames[centre - tau:centre + tau + 1]
+    ids = np.asarray(record.get('frame_ids', np.arange(len(frames)))).reshape(-1)
+    if 'frame_index' in record and (
+        len(ids) != len(frames) or ids[centre] != int(record['frame_index'])):
+      raise ValueError(f'record {r}: the clip is not centred on the annotated frame '
+                       f'{int(record["frame_index"])} (frame_ids {ids.tolist()})')
+    ids = ids[centre - tau:centre + tau + 1]
+    towards_centre = np.concatenate([ids[1:tau + 1], [ids[tau]], ids[tau:-1]])
+    frame_mask = (ids != towards_centre) | (np.arange(len(ids)) == tau)
+    frames = [_pixels(f, 'RGB') for f in frames[centre - tau:centre + tau + 1]]
+    for f in frames:
+      if f.shape != shape:
+        raise ValueError(f'record {r}: clip frames of shape {f.shape} differ from the '
+                         f'annotated frame {shape}: masks would not align with the frames')
+    return frames, frame_mask
 
   @staticmethod
   def _baselines(masks):
@@ -288,7 +303,8 @@ def create_train_iterator(source, vocab, *, batch_size, image_size, max_words=20
   host `shard_index` of `shard_count` takes every shard_count-th example of
   that stream. Batches: 'image' uint8 (B, S, S, 3), 'mask' float32 (B, S, S)
   in {0, 1}, 'tokens' int32 (B, N), 'token_mask' bool (B, N) and, with
-  `clip_radius` τ, 'frames' uint8 (B, 2τ+1, S, S, 3).
+  `clip_radius` τ, 'frames' uint8 (B, 2τ+1, S, S, 3) and 'frame_mask' bool
+  (B, 2τ+1), False on frames that repeat a neighbour as edge padding.
 
   Args:
     index: the source's `sentence_index`, if already computed.

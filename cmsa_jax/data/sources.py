@@ -10,9 +10,11 @@ import tensorflow_datasets as tfds
 from cmsa_jax import errors
 from cmsa_jax.data import input_pipeline
 from cmsa_jax.data import synthetic
+from cmsa_jax.data import synthetic_video
 from cmsa_jax.data import text
 
 SYNTHETIC = 'synthetic_ref'
+SYNTHETIC_VIDEO = 'synthetic_video'
 
 
 def load_source(config, split):
@@ -25,7 +27,7 @@ def load_source(config, split):
     return tfds.data_source(config.dataset, split=split, data_dir=config.data_dir)
   except tfds.core.registered.DatasetNotFoundError:
     name = config.dataset.split('/')[0]
-    if name != SYNTHETIC:
+    if name not in (SYNTHETIC, SYNTHETIC_VIDEO):
       raise errors.NotFoundError(
           f'TFDS dataset {config.dataset!r} is not built in data_dir '
           f'{config.data_dir or "~/tensorflow_datasets"}. Build it from the authors\' files with\n'
@@ -38,14 +40,18 @@ def load_source(config, split):
     raise errors.ConfigError(f'unknown split {split!r} of the on-the-fly synthetic dataset; '
                      f'known: {sorted(sizes)}')
   logging.info('%s is not built; generating split %r (%d examples) on the fly.',
-               SYNTHETIC, split, sizes[split])
+               name, split, sizes[split])
+  if name == SYNTHETIC_VIDEO:
+    return synthetic_video.SyntheticVideoSource(
+        split, sizes[split], seed=config.synthetic.seed, image_size=config.synthetic.image_size,
+        clip_radius=config.clip_radius)
   return synthetic.SyntheticSource(split, sizes[split], seed=config.synthetic.seed,
                                    image_size=config.synthetic.image_size)
 
 
 def has_all_objects(config):
   """Whether records list every object of the scene (so trivial baselines are defined)."""
-  return config.dataset.split('/')[0] == SYNTHETIC
+  return config.dataset.split('/')[0] in (SYNTHETIC, SYNTHETIC_VIDEO)
 
 
 def build_vocabulary(config, workdir, index=None):

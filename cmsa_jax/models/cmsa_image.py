@@ -117,8 +117,9 @@ class Model(nnx.Module):
     """Eq.1-7 on one image's backbone features {level: (B, h, w, C)}, logits at `size`."""
     (height, width), b = size, tokens.shape[0]
     words = self.normalize(self.embed(tokens))  # Eq.1
-    run_level = remat.wrap(lambda layer, visual, words, mask: layer(self.normalize(visual), words, mask),
-                           self.remat_cmsa)
+    run_level = remat.wrap(
+        lambda layer, visual, words, mask: layer(self.normalize(visual), words, mask),
+        self.remat_cmsa)
     outputs = [run_level(layer, features[level], words, token_mask)
                for level, layer in zip(self.levels, self.cmsa)]
     logits = self.fusion([o.features for o in outputs])

@@ -54,7 +54,8 @@ def evaluate_model(model, config, vocab, workdir, *, step):
   index, total = process_shard(index, total)
   eval_iter = input_pipeline.create_eval_iterator(
       source, vocab, batch_size=config.eval_batch_size, image_size=config.image_size,
-      max_words=config.max_words, with_baselines=with_baselines, index=index)
+      max_words=config.max_words, with_baselines=with_baselines, index=index,
+      clip_radius=config.get('clip_radius'))
   scores = {name: metrics_lib.IoUAccumulator() for name in ('model', 'crf') + BASELINE_KEYS}
   scores['family'] = collections.defaultdict(metrics_lib.IoUAccumulator)
   progress = progress_lib.Progress('eval', total, unit='examples')
@@ -124,7 +125,7 @@ def _combine_processes(scores):
 def _write(results, scores, config, workdir):
   if jax.process_index() != 0:
     return
-  out = os.path.join(workdir, 'eval')
+  out = os.path.join(workdir, config.get('eval_dir', 'eval'))
   os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, 'metrics.json'), 'w') as f:
     json.dump(results, f, indent=2, sort_keys=True)

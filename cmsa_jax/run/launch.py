@@ -22,6 +22,9 @@ def launch(mode, config, workdir, *, step=None, image=None, expression=None, out
     raise errors.ConfigError(f'--mode={mode!r}; expected one of {MODES}')
   if config is None and mode == 'train':
     raise errors.ConfigError('--config is required to train, e.g. --config=configs/demo.py')
+  if mode == 'train' and not config.get('train_split', 'train'):
+    raise errors.ConfigError(f'config.dataset={config.dataset!r} has no training split here '
+                             '(evaluation only): run --mode=eval on a trained workdir')
   if config is not None and config.distributed:
     jax.distributed.initialize()
   logging.info('JAX process %d/%d, devices: %s', jax.process_index(), jax.process_count(),

@@ -188,7 +188,8 @@ def train_and_evaluate(config, workdir):
   train_iter = input_pipeline.create_train_iterator(
       train_source, vocab, batch_size=local_batch, image_size=config.image_size,
       max_words=config.max_words, seed=config.seed, num_workers=config.num_workers,
-      shard_index=jax.process_index(), shard_count=jax.process_count(), index=index)
+      shard_index=jax.process_index(), shard_count=jax.process_count(), index=index,
+      clip_radius=config.get('clip_radius'))
 
   mngr = checkpoints.checkpoint_manager(config, workdir)
   state = checkpoints.resume(mngr, workdir, state, train_iter)

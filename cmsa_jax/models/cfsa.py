@@ -1,0 +1,170 @@
+"""Cross-frame self-attention (Eq.9-11) over a clip of T = 2τ+1 frames.
+
+Every (frame t, pixel p) of the clip is a token g_tp = [v_tp, s_p, δ_t]: the
+L2-normalized visual feature (as in Eq.1), the 8-d spatial feature s_p of Eq.1
+and the frame's time relative to the annotated frame c, δ_t = (t - c) / max(τ, 1).
+(The paper's tokens are the visual features; s_p and δ_t let attention and values
+carry where and when a token is, without which a clip's attention cannot tell a
+circle moving left from one moving right. `tests/references.py` writes them out.)
+Query, key and value are linear maps to `attn_dim`:
+
+  Eq.9   r(t'p' | tp) = softmax over valid keys (t', p') of q_tp . k_t'p'
+  Eq.10  v̂_tp = W_o sum_{t'p'} r(t'p' | tp) v_t'p' + b_o              (C_v channels)
+  Eq.11  α = softmax over valid frames t of the attention frame t receives,
+         β_t = sum over valid queries (t'', p) and key pixels p' of r(tp' | t''p),
+         V̂_p = sum_t α_t v̂_tp,   V_c := V_c + V̂                     (annotated frame c)
+
+β are column sums: row sums are constant (each query's attention sums to 1), as
+decided for Eq.4, and Eq.11 normalises β like Eq.4 (`frame_weight`, see
+cmsa._word_weights): 'sum' literally, 'mean' as the fraction β / (hw T_valid) and
+'temperature' as exp(t) T_valid times that fraction with a learnable t.
+
+Edge-padded frames (a video shorter than the clip repeats its first or last
+frame) are marked invalid in `frame_mask`: they are never keys, never pooled and
+never counted as queries, so a padded clip gives the output of the clip without
+the padding.
+
+`impl='dense'` materializes the (T hw)^2 attention and is the test reference.
+`impl='blocked'` never holds more than one (hw, hw) frame-pair block: a scan over
+query frames runs an online (flash-style) softmax over key frames for the outputs
+and the log-sum-exp, then a second pass over key frames for the column sums of
+the normalised attention (per pair of frames: the frame-to-frame attention).
+Each query frame's row of blocks is recomputed in the backward pass
+(jax.checkpoint), so memory is O(T hw C + T hw^2), a factor T below the (T hw)^2
+matrix (113 MB instead of 1.2 GB in fp32 at paper scale), and plain autodiff
+gives the gradient.
+"""
+
+from typing import NamedTuple
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from cmsa_jax import errors
+from cmsa_jax.models import cmsa
+from cmsa_jax.models import multimodal
+
+IMPLS = ('blocked', 'dense')
+FRAME_WEIGHTS = cmsa.WORD_WEIGHTS
+TIME_DIM = 1
+_NEG = -1e30  # Finite "minus infinity": a fully masked block keeps exp() finite.
+
+
+class CFSAOutput(NamedTuple):
+  """features: (B, h, w, C_v) V_c + V̂ of the annotated frame; frame_weights:
+  (B, T) α of Eq.11, 0 on invalid frames; frame_attention: (B, T, T) entry
+  [t, t'] the attention frame t's queries put on frame t' (mean over t's pixels;
+  rows of valid frames sum to 1, of invalid ones are 0)."""
+  features: jax.Array
+  frame_weights: jax.Array
+  frame_attention: jax.Array
+
+
+def dense_attention(q, k, v, frame_mask):
+  """Eq.9-10 with the full (T hw)^2 matrix. q, k, v: (B, T, hw, d).
+
+  Returns (sum r v (B, T, hw, d), frame-to-frame attention (B, T, T))."""
+  b, t, hw, d = q.shape
+  flat = lambda x: x.reshape(b, t * hw, d)
+  logits = jnp.einsum('bid,bjd->bij', flat(q), flat(k)).astype(jnp.float32)  # Eq.9
+  attn = cmsa._masked_softmax(logits, jnp.repeat(frame_mask, hw, axis=1)[:, None, :])  # pylint: disable=protected-access
+  out = jnp.einsum('bij,bjd->bid', attn.astype(v.dtype), flat(v)).reshape(q.shape)
+  blocks = attn.reshape(b, t, hw, t, hw)
+  return out, jnp.einsum('bspuq->bsu', blocks) / hw
+
+
+def blocked_attention(q, k, v, frame_mask):
+  """Same as `dense_attention` one (hw, hw) frame-pair block at a time."""
+  b, t, hw, d = q.shape
+  valid = frame_mask[:, :, None, None]
+  f32 = jnp.float32
+
+  def logits(q_frame, j):
+    s = jnp.einsum('bpd,bqd->bpq', q_frame, k[:, j]).astype(f32)  # Eq.9, one block.
+    return jnp.where(valid[:, j], s, _NEG)
+
+  @jax.checkpoint
+  def query_frame(_, q_frame):
+    def online(carry, j):  # Online softmax over key frames.
+      m, total, acc = carry
+      s = logits(q_frame, j)
+      # The result does not depend on m, so its gradient is exact without it.
+      m_new = jax.lax.stop_gradient(jnp.maximum(m, jnp.max(s, axis=-1)))
+      p = jnp.where(valid[:, j], jnp.exp(s - m_new[..., None]), 0)
+      scale = jnp.exp(m - m_new)
+      acc = acc * scale[..., None] + jnp.einsum('bpq,bqd->bpd', p.astype(v.dtype), v[:, j])
+      return (m_new, total * scale + jnp.sum(p, axis=-1), acc), None
+
+    init = (jnp.full((b, hw), _NEG, f32), jnp.zeros((b, hw), f32), jnp.zeros((b, hw, d), f32))
+    (m, total, acc), _ = jax.lax.scan(online, init, jnp.arange(t))
+    log_total = m + jnp.log(total)
+
+    def column_sums(_, j):  # Second pass: the normalised block, summed.
+      p = jnp.where(valid[:, j], jnp.exp(logits(q_frame, j) - log_total[..., None]), 0)
+      return None, jnp.einsum('bpq->b', p)
+
+    _, received = jax.lax.scan(column_sums, None, jnp.arange(t))
+    return None, ((acc / total[..., None]).astype(v.dtype), received.T / hw)
+
+  _, (out, frame_attention) = jax.lax.scan(query_frame, None, jnp.swapaxes(q, 0, 1))
+  return jnp.swapaxes(out, 0, 1), jnp.swapaxes(frame_attention, 0, 1)
+
+
+_ATTENTION = {'dense': dense_attention, 'blocked': blocked_attention}
+
+
+def time_coords(num_frames: int, centre: int) -> jax.Array:
+  """δ_t = (t - c) / max(τ, 1), (T, 1), with τ = num_frames // 2."""
+  return ((jnp.arange(num_frames) - centre) / max(num_frames // 2, 1))[:, None].astype(jnp.float32)
+
+
+class CFSA(nnx.Module):
+  """Cross-frame self-attention and frame pooling for one feature level."""
+
+  def __init__(self, visual_dim: int, *, attn_dim: int = 512, impl: str = 'blocked',
+               frame_weight: str = 'temperature', dtype=jnp.float32, rngs: nnx.Rngs):
+    cmsa._check_choice('cfsa_impl', impl, IMPLS)  # pylint: disable=protected-access
+    cmsa._check_choice('frame_weight', frame_weight, FRAME_WEIGHTS)  # pylint: disable=protected-access
+    self.visual_dim, self.impl, self.frame_weight, self.dtype = visual_dim, impl, frame_weight, dtype
+    in_dim = visual_dim + multimodal.SPATIAL_DIM + TIME_DIM
+    linear = lambda i, o, use_bias=True: nnx.Linear(
+        i, o, use_bias=use_bias, dtype=dtype, rngs=rngs,
+        kernel_init=nnx.initializers.xavier_uniform())
+    self.query = linear(in_dim, attn_dim)
+    self.key = linear(in_dim, attn_dim, use_bias=False)  # No key bias: see cmsa.CMSA.
+    self.value = linear(in_dim, attn_dim)
+    self.out = linear(attn_dim, visual_dim)
+    if frame_weight == 'temperature':  # Eq.11's learnable sharpness, t (log scale).
+      self.frame_log_temperature = nnx.Param(jnp.zeros((), jnp.float32))
+
+  def __call__(self, visual: jax.Array, frame_mask: jax.Array) -> CFSAOutput:
+    """visual: (B, T, h, w, C_v) L2-normalized, T odd, the annotated frame in the
+    middle; frame_mask: (B, T) bool, False on edge-padded frames."""
+    b, t, h, w, cv = visual.shape
+    if cv != self.visual_dim or t % 2 != 1 or frame_mask.shape != (b, t):
+      raise ValueError(f'CFSA expects visual (B, T odd, h, w, {self.visual_dim}) and '
+                       f'frame_mask (B, T), got {visual.shape} and {frame_mask.shape}.')
+    centre, hw = t // 2, h * w
+    frame_mask = jnp.asarray(frame_mask, bool).at[:, centre].set(True)
+    visual = visual.astype(self.dtype).reshape(b, t, hw, cv)
+    position = jnp.concatenate([  # [s_p, δ_t] of every token, (T, hw, 9).
+        jnp.broadcast_to(jnp.asarray(multimodal.spatial_coords(h, w)).reshape(1, hw, -1),
+                         (t, hw, multimodal.SPATIAL_DIM)),
+        jnp.broadcast_to(time_coords(t, centre)[:, None], (t, hw, TIME_DIM))], -1)
+    tokens = jnp.concatenate([visual, jnp.broadcast_to(
+        position.astype(self.dtype), (b,) + position.shape)], -1)
+    key_kernel = self.key.kernel[...].astype(self.dtype)
+    # 1/w, 1/h are the same for every key: their rows act as a key bias (held at 0).
+    key_kernel = key_kernel.at[cv + multimodal.SPATIAL_DIM - multimodal.CONSTANT_SPATIAL_DIM:
+                               cv + multimodal.SPATIAL_DIM].set(0)
+    q, k, v = self.query(tokens), tokens @ key_kernel, self.value(tokens)
+    attended, frame_attention = _ATTENTION[self.impl](q, k, v, frame_mask)  # Eq.9-10
+    frame_attention = frame_attention * frame_mask[:, :, None]  # Valid queries only.
+    received = jnp.sum(frame_attention, axis=1) * hw
+    temperature = self.frame_log_temperature[...] if self.frame_weight == 'temperature' else None
+    weights = cmsa._word_weights(received, frame_mask, hw, self.frame_weight, temperature)  # pylint: disable=protected-access
+    # Eq.11 before W_o (linear, and sum_t α_t = 1): V̂ = W_o sum_t α_t attended_t + b_o.
+    pooled = jnp.einsum('bt,btpd->bpd', weights.astype(attended.dtype), attended)
+    features = visual[:, centre] + self.out(pooled)
+    return CFSAOutput(features.reshape(b, h, w, cv), weights, frame_attention)

@@ -1,0 +1,126 @@
+"""Eq.9-11: cross-frame self-attention, the blocked path against the dense one and
+both against the NumPy reference written from the equations."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+import references
+from cmsa_jax.models import cfsa
+
+B, T, H, W, C, D = 2, 5, 2, 3, 4, 6
+FULL = np.ones((B, T), bool)
+PADDED = np.array([[0, 0, 1, 1, 1], [1, 1, 1, 1, 0]], bool)  # Clips at a video's ends.
+
+
+def _visual(seed=0, t=T):
+  x = np.random.default_rng(seed).normal(size=(B, t, H, W, C))
+  return x / np.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def _module(impl, frame_weight='temperature'):
+  module = cfsa.CFSA(C, attn_dim=D, impl=impl, frame_weight=frame_weight, rngs=nnx.Rngs(1))
+  # Larger q/k weights than Xavier's so the attention is far from uniform.
+  module.query.kernel[...] = module.query.kernel[...] * 4
+  if frame_weight == 'temperature':
+    module.frame_log_temperature[...] = 0.6
+  return module
+
+
+def _run(module, visual, mask):
+  return [np.asarray(x, np.float64) for x in module(jnp.asarray(visual, jnp.float32), mask)]
+
+
+@pytest.mark.parametrize('frame_weight', cfsa.FRAME_WEIGHTS)
+@pytest.mark.parametrize('mask', [FULL, PADDED], ids=['full', 'padded'])
+def test_both_impls_match_numpy_reference_and_each_other(frame_weight, mask):
+  visual = _visual()
+  names = ('features', 'frame_weights', 'frame_attention')
+  got = {}
+  for impl in cfsa.IMPLS:
+    module = _module(impl, frame_weight)
+    got[impl] = _run(module, visual, mask)
+    want = references.cfsa_features(module, visual, mask, frame_weight)
+    for name, g, x in zip(names, got[impl], want):
+      np.testing.assert_allclose(g, x, atol=1e-4, rtol=0, err_msg=f'{impl} {name}')
+  for name, blocked, dense in zip(names, got['blocked'], got['dense']):
+    np.testing.assert_allclose(blocked, dense, atol=1e-5, rtol=0, err_msg=name)
+  weights, pair = got['blocked'][1:]
+  np.testing.assert_allclose(weights.sum(1), 1, atol=1e-6)
+  assert np.all(weights[~mask] == 0) and np.all(weights[mask] > 0)
+  np.testing.assert_allclose(pair.sum(2), mask, atol=1e-5)  # Each valid frame's rows sum to 1.
+  assert np.all(pair[np.broadcast_to(~mask[:, None], pair.shape)] == 0)  # No invalid key.
+
+
+def test_weights_are_selective_and_not_uniform():
+  """Column sums: frames differ in what they receive (row sums would make α uniform)."""
+  weights = _run(_module('blocked', 'sum'), _visual(), FULL)[1]
+  assert np.ptp(weights, axis=1).min() > 1e-3
+
+
+@pytest.mark.parametrize('impl', cfsa.IMPLS)
+def test_padded_frames_do_not_matter(impl):
+  """What an edge-padded frame holds changes nothing: it is neither key, query nor pooled."""
+  module = _module(impl)
+  visual, other = _visual(0), _visual(1)
+  changed = np.where(PADDED[:, :, None, None, None], visual, other)
+  a, b = _run(module, visual, PADDED), _run(module, changed, PADDED)
+  for x, y in zip(a, b):
+    np.testing.assert_allclose(x, y, atol=1e-6)
+  assert not np.allclose(_run(module, changed, FULL)[0], a[0], atol=1e-3)  # They would, if valid.
+
+
+def test_blocked_gradients_match_dense():
+  visual = jnp.asarray(_visual(), jnp.float32)
+  grads = {}
+  for impl in cfsa.IMPLS:
+    graphdef, state = nnx.split(_module(impl))
+
+    def loss(state, visual):
+      out = nnx.merge(graphdef, state)(visual, PADDED)
+      return jnp.sum(jnp.tanh(out.features)) + jnp.sum(out.frame_weights * jnp.arange(T))
+
+    grads[impl] = jax.grad(loss, argnums=(0, 1))(state, visual)
+  flat = lambda g: np.concatenate([np.ravel(x) for x in jax.tree.leaves(g)])
+  dense, blocked = flat(grads['dense']), flat(grads['blocked'])
+  assert np.abs(dense).max() > 1e-3
+  np.testing.assert_allclose(blocked, dense, atol=1e-5 * np.abs(dense).max())
+
+
+def _largest_intermediate(jaxpr):
+  """Elements of the largest array any equation (nested ones too) produces."""
+  largest = 0
+  for eqn in jaxpr.eqns:
+    for var in eqn.outvars:
+      largest = max(largest, int(np.prod(getattr(var.aval, 'shape', ()))))
+    for sub in jax.core.jaxprs_in_params(eqn.params):
+      largest = max(largest, _largest_intermediate(sub))
+  return largest
+
+
+@pytest.mark.parametrize('impl', cfsa.IMPLS)
+def test_blocked_never_builds_the_clip_attention_matrix(impl):
+  t, h, w = 5, 6, 6
+  graphdef, state = nnx.split(_module(impl))
+  visual = jnp.zeros((1, t, h, w, C))
+
+  def loss(state, visual):
+    out = nnx.merge(graphdef, state)(visual, jnp.ones((1, t), bool))
+    return jnp.sum(out.features) + jnp.sum(out.frame_weights)
+
+  jaxpr = jax.make_jaxpr(jax.grad(loss, argnums=(0, 1)))(state, visual).jaxpr
+  clip_matrix = (t * h * w)**2
+  largest = _largest_intermediate(jaxpr)
+  if impl == 'dense':
+    assert largest >= clip_matrix
+  else:
+    assert largest <= t * (h * w)**2 < clip_matrix  # One query frame's row of blocks.
+
+
+def test_bad_shapes_and_choices_are_rejected():
+  with pytest.raises(ValueError, match='T odd'):
+    _module('blocked')(jnp.zeros((1, 4, H, W, C)), np.ones((1, 4), bool))
+  with pytest.raises(ValueError, match='frame_weight'):
+    cfsa.CFSA(C, frame_weight='max', rngs=nnx.Rngs(0))
