@@ -8,7 +8,7 @@ shardings over every device, state donated) and runs it on random inputs of the
 config's shapes. Reports images/s, the median step time after warm-up, the
 compiled program's peak memory and FLOPs (XLA's cost analysis), and the achieved
 FLOP/s as a fraction of a dense (n x n) @ (n x n) matmul timed in the same run,
-in the config's compute dtype. In the same run it times the backbone forward
+in the config's compute dtype. In the same run (interleaved) it times the backbone forward
 alone and everything after it (Eq.1-8: CMSA, GMLF, loss) forward + backward
 alone, so the report says where the step's time goes; with the frozen backbone
 (the paper's setting) step ~ backbone forward + head forward/backward + Adam.
@@ -61,16 +61,22 @@ def random_batch(config, batch_size, vocab_size, seed=0):
           'mask': (rng.uniform(size=(batch_size, s, s)) > 0.7).astype(np.float32)}
 
 
-def median_ms(fn, *args):
-  """Median wall time (ms) of fn(*args) after warm-up; fn's outputs are awaited."""
-  for _ in range(_WARMUP.value):
-    jax.block_until_ready(fn(*args))
-  times = []
+def median_ms(programs):
+  """{name: median wall time (ms)} of the argument-free `programs` {name: fn}.
+
+  After warm-up, the programs run in interleaved rounds, so a change in the
+  machine's load affects all of them alike; their outputs are awaited.
+  """
+  for fn in programs.values():
+    for _ in range(_WARMUP.value):
+      jax.block_until_ready(fn())
+  times = {name: [] for name in programs}
   for _ in range(_ITERS.value):
-    start = time.perf_counter()
-    jax.block_until_ready(fn(*args))
-    times.append(time.perf_counter() - start)
-  return 1e3 * statistics.median(times)
+    for name, fn in programs.items():
+      start = time.perf_counter()
+      jax.block_until_ready(fn())
+      times[name].append(time.perf_counter() - start)
+  return {name: 1e3 * statistics.median(t) for name, t in times.items()}
 
 
 def peak_bytes(compiled):
@@ -84,12 +90,12 @@ def flops(compiled):
   return float((cost[0] if isinstance(cost, list) else cost).get('flops', 0.0))
 
 
-def matmul_tflops(dtype):
-  """Dense square matmul rate (TFLOP/s) of one device in `dtype`."""
+def matmul_program(dtype):
+  """(FLOPs, program) of a dense square matmul on one device in `dtype`."""
   n = _MATMUL_SIZE.value or (2048 if jax.devices()[0].platform == 'cpu' else 8192)
   a = jax.device_put(jnp.ones((n, n), dtype), jax.devices()[0])
   matmul = jax.jit(lambda a, b: a @ b)
-  return 2 * n**3 / median_ms(matmul, a, a) / 1e9
+  return 2 * n**3, lambda: matmul(a, a)
 
 
 class Step:
@@ -134,24 +140,27 @@ def measure(step, batch_size):
   compiled = step.compile(batch)
   state = step.state
 
-  def run(batch):
+  def run():
     nonlocal state
     state, metrics = compiled(state, batch)
     return metrics
 
-  step_ms = median_ms(run, batch)
-  step.state = state
+  matmul_flops, programs = matmul_program(jnp.dtype(step.config.dtype))
+  programs = {'step': run, 'matmul': programs}
   backbone = jax.jit(step.backbone_forward, in_shardings=(step.replicated, step.data))
   backbone = backbone.lower(state, batch['image']).compile()
-  backbone_ms = median_ms(backbone, state, batch['image'])
-  head_ms = head_flops = None
+  programs['backbone'] = lambda: backbone(state, batch['image'])
+  head = None
   if hasattr(step.model(state), 'decode'):  # Models with a backbone / head split.
     features = backbone(state, batch['image'])
     head = jax.jit(step.head_forward_backward).lower(state, features, batch).compile()
-    head_ms, head_flops = median_ms(head, state, features, batch), flops(head)
+    programs['head'] = lambda: head(state, features, batch)
+  ms = median_ms(programs)
+  step.state = state
+  step_ms, backbone_ms = ms['step'], ms['backbone']
   step_flops = flops(compiled)
   tflops = step_flops / step_ms / 1e9
-  peak_matmul = matmul_tflops(jnp.dtype(step.config.dtype))
+  peak_matmul = matmul_flops / ms['matmul'] / 1e9
   return {
       'images_per_s': batch_size / step_ms * 1e3,
       'step_ms': step_ms,
@@ -161,9 +170,9 @@ def measure(step, batch_size):
       'fraction_of_matmul': tflops / peak_matmul,
       'peak_bytes': peak_bytes(compiled),
       'backbone_fwd_ms': backbone_ms,
-      'head_fwd_bwd_ms': head_ms,
+      'head_fwd_bwd_ms': ms.get('head'),
       'backbone_fwd_flops': flops(backbone) * jax.device_count(),
-      'head_fwd_bwd_flops': head_flops and head_flops * jax.device_count(),
+      'head_fwd_bwd_flops': head and flops(head) * jax.device_count(),
       'step_over_backbone_fwd': step_ms / backbone_ms,
   }
 
@@ -176,14 +185,17 @@ def device_bytes():
   return os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES')
 
 
-def find_max_batch(step, limit=1 << 16):
-  """Largest global batch (a multiple of the device count) whose step fits a device."""
+def find_max_batch(step, limit=1 << 14):
+  """Largest global batch (a multiple of the device count, at most `limit`) whose
+  step fits a device."""
   unit = jax.device_count()
   fits = lambda b: peak_bytes(step.compile(step.batch(b))) <= device_bytes()
   low, high = 0, unit  # fits(low) (or low == 0); grows until high does not fit.
-  while high <= limit and fits(high):
+  while fits(high):
     low, high = high, 2 * high
     print(f'global batch {low} fits', flush=True)
+    if high > limit:
+      return low
   while high - low > unit:
     mid = (low + high) // 2 // unit * unit
     low, high = (mid, high) if fits(mid) else (low, mid)
