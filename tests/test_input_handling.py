@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import pickle
+import re
 from pathlib import Path
 import shutil
 import subprocess
@@ -146,7 +147,7 @@ def palette_png(tmp_path, workdir):
   del workdir
   image = Image.fromarray(_scene()).quantize(16)
   path = _save(tmp_path, 'palette.png', image)
-  _same_picture(path, np.asarray(image.convert('RGB')), tolerance=1)
+  _same_picture(path, np.asarray(image.convert('RGB')), tolerance=2)  # Sharp edges in JPEG.
 
 
 def grayscale_jpeg(tmp_path, workdir):
@@ -206,7 +207,8 @@ def _refused_expression(tmp_path, workdir, expression, match):
   with pytest.raises(errors.InputError, match=match):
     predict.predict(None, workdir, str(path), expression, str(tmp_path / 'out'))
   ids, mask = text.Vocabulary.build(['the red circle']).encode(expression, 4)
-  assert list(ids) == [text.UNK, 0, 0, 0] and mask.sum() == 1  # Training data: one <unk>.
+  assert mask.sum() == max(1, len(expression.split()))  # Training data: <unk> words.
+  assert all(ids[mask] == text.UNK) and all(ids[~mask] == text.PAD)
 
 
 def more_than_20_words(tmp_path, workdir, caplog):
@@ -332,7 +334,7 @@ def unknown_config_key(tmp_path, workdir):
   del workdir
   out = _main(tmp_path, '--config.no_such_key=1')
   assert out.returncode != 0 and 'Traceback' not in out.stderr
-  assert "Error: unknown config field 'no_such_key'" in out.stderr
+  assert re.search(r"Error: unknown config field \S*no_such_key", out.stderr), out.stderr
 
 
 def config_value_of_wrong_type(tmp_path, workdir):
