@@ -10,7 +10,6 @@ import os
 from pathlib import Path
 
 import tensorflow_datasets as tfds
-from absl import logging
 
 from cmsa_jax.records import broken
 from cmsa_jax.records import features
@@ -68,21 +67,16 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     """Yields each video's records; a video absent from Rename_Images, or whose files are
     broken, is skipped and counted (see cmsa_jax/records/broken.py)."""
     actions = video.index_videos(frame_root, expressions)
-    absent = [video_id for video_id in expressions if video_id not in actions]
-    if absent and (broken.is_strict() or len(absent) == len(expressions)):
-      raise FileNotFoundError(f'{len(absent)} of {len(expressions)} annotated videos are not in '
-                              f'{frame_root}/<action>/<video_id>/, e.g. {absent[0]}.')
-    if absent:
-      logging.warning('Skipped %d of %d videos absent from %s: %s',
-                      len(absent), len(expressions), frame_root, absent[:10])
 
-    def make(item):
-      video_id, action = item
+    def make(video_id):
+      if video_id not in actions:
+        raise FileNotFoundError(f'{frame_root}/<action>/{video_id}/ not found')
+      action = actions[video_id]
       mask_path = manual_files.require(mask_root / action / video_id / 'puppet_mask.mat', _SOURCE)
       return list(self._video_examples(expressions[video_id], action,
                                        frame_root / action / video_id, mask_path))
 
-    yield from broken.examples(((v, (v, a)) for v, a in actions.items()), make, 'video')
+    yield from broken.examples(((v, v) for v in expressions), make, 'video')
 
   def _video_examples(self, expressions, action, folder, mask_path):
     """Records of one video, whose clip frames are read once."""
