@@ -4,6 +4,8 @@
   python main.py --config=configs/demo.py --workdir=runs/demo --mode=eval
   python main.py --workdir=runs/demo --mode=predict --image=photo.jpg \
       --expression="the small green triangle" --output=runs/demo/predict
+  python main.py --workdir=runs/demo_video --mode=predict --video=clip.mp4 \
+      --expression="the circle moving left" --output=runs/demo_video/predict
 """
 
 import sys
@@ -22,6 +24,10 @@ flags.DEFINE_string('workdir', None, 'Checkpoints, logs and results.', required=
 flags.DEFINE_enum('mode', 'train', launch.MODES, 'train (then eval), eval, or predict.')
 flags.DEFINE_integer('step', None, 'Checkpoint step for eval/predict (default: latest).')
 flags.DEFINE_string('image', None, 'predict: an image file in any format Pillow reads.')
+flags.DEFINE_string('video', None, 'predict: a video file (any format PyAV opens) or a '
+                    'folder of numbered frames 1..n, for a video model.')
+flags.DEFINE_integer('frame', None, 'predict --video: frame (1-indexed) whose frame attention '
+                     'to draw (default: the middle one).')
 flags.DEFINE_string('expression', None, 'predict: the referring expression.')
 flags.DEFINE_string('output', None, 'predict: directory for the pictures.')
 
@@ -49,7 +55,8 @@ def main(argv):
     raise app.UsageError(f'unexpected arguments: {argv[1:]}')
   try:
     launch.launch(FLAGS.mode, FLAGS.config, FLAGS.workdir, step=FLAGS.step,
-                  image=FLAGS.image, expression=FLAGS.expression, output=FLAGS.output)
+                  image=FLAGS.image, video=FLAGS.video, frame=FLAGS.frame,
+                  expression=FLAGS.expression, output=FLAGS.output)
   except errors.UserError as e:  # Anything else is a bug: it shows a traceback.
     _user_error(e)
 

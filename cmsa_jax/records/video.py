@@ -13,6 +13,7 @@ from pathlib import Path
 import av
 import h5py
 import numpy as np
+import PIL.Image
 import scipy.io
 from absl import logging
 
@@ -89,6 +90,44 @@ def load_clip_frames(source, centers, radius):
   if num_frames not in frames:
     frames[num_frames] = image_io.encode_jpeg(last.to_ndarray(format='rgb24'))
   return frames, num_frames
+
+
+def read_frames(source):
+  """Every frame of a video file (any format PyAV opens) or of a folder of numbered
+  images (1..n), as (H, W, 3) uint8 RGB arrays in order.
+
+  Raises ValueError naming the source for an unreadable file, a video that
+  decodes to fewer frames than its container declares (truncated), a folder
+  with gaps in its numbering, or frames of different sizes.
+  """
+  source = Path(source)
+  if source.is_dir():
+    frames = [_read_rgb(path) for path in numbered_frames(source)]
+  else:
+    try:
+      with av.open(str(source)) as container:
+        stream = container.streams.video[0]
+        declared = stream.frames
+        frames = [f.to_ndarray(format='rgb24') for f in container.decode(stream)]
+    except (av.error.FFmpegError, IndexError) as e:
+      raise ValueError(f'{source}: not a readable video ({e})') from None
+    if not frames:
+      raise ValueError(f'{source}: no video frames could be decoded')
+    if declared and len(frames) < declared:
+      raise ValueError(f'{source}: truncated: {len(frames)} of the {declared} frames its '
+                       'container declares could be decoded')
+  sizes = sorted({f.shape for f in frames})
+  if len(sizes) > 1:
+    raise ValueError(f'{source}: frames differ in size: {sizes}')
+  return frames
+
+
+def _read_rgb(path):
+  try:
+    with PIL.Image.open(path) as image:
+      return np.asarray(image.convert('RGB'))
+  except (OSError, ValueError) as e:
+    raise ValueError(f'{path}: not a readable image ({e})') from None
 
 
 def _check_centers(source, centers, num_frames):

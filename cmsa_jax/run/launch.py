@@ -15,7 +15,8 @@ def _quiet_orbax(record):
   return record.levelno >= std_logging.WARNING or '/orbax/' not in record.pathname
 
 
-def launch(mode, config, workdir, *, step=None, image=None, expression=None, output=None):
+def launch(mode, config, workdir, *, step=None, image=None, video=None, frame=None,
+           expression=None, output=None):
   """Runs `mode` (see MODES). User mistakes raise `errors.UserError`."""
   logging.get_absl_handler().addFilter(_quiet_orbax)
   if mode not in MODES:
@@ -35,7 +36,12 @@ def launch(mode, config, workdir, *, step=None, image=None, expression=None, out
   if mode == 'eval':
     from cmsa_jax.run import evaluate  # pylint: disable=g-import-not-at-top
     return evaluate.evaluate(config, workdir, step=step)
+  if video and expression is not None and output:
+    from cmsa_jax.run import predict_video  # pylint: disable=g-import-not-at-top
+    return predict_video.predict_video(config, workdir, video, expression, output,
+                                       frame=frame, step=step)
   if not (image and expression is not None and output):
-    raise errors.ConfigError('--mode=predict needs --image=PATH --expression="..." --output=DIR')
+    raise errors.ConfigError('--mode=predict needs --image=PATH (or --video=PATH) '
+                             '--expression="..." --output=DIR')
   from cmsa_jax.run import predict  # pylint: disable=g-import-not-at-top
   return predict.predict(config, workdir, image, expression, output, step=step)

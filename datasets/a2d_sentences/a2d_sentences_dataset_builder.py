@@ -66,6 +66,11 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         manual_files.require(text / 'a2d_annotation.txt', _SENTENCES)):
       expressions[expression.video_id].append(expression)
     masks = manual_files.require(text / 'a2d_annotation_with_instances', _SENTENCES)
+    unlisted = sorted(set(expressions) - {v.video_id for v in videos})
+    if unlisted:
+      logging.warning('%s: skipping %d expressions of %d videos absent from %s: %s',
+                      text / 'a2d_annotation.txt', sum(len(expressions[i]) for i in unlisted),
+                      len(unlisted), release / 'videoset.csv', unlisted[:10])
 
     splits = {name: [] for name in _SUBSETS.values()}
     for v in videos:

@@ -122,3 +122,14 @@ def test_h5_reader_repairs_published_defects(tmp_path):
   dummy.write_h5(tmp_path / 'short.h5', [0, 1, 2], masks[:2], [11, 12, 13])
   with pytest.raises(ValueError, match='short.h5'):
     video.read_a2d_frame(tmp_path / 'short.h5')
+
+
+def test_expressions_of_unlisted_videos_are_skipped_with_a_warning(manual_dir, tmp_path, caplog):
+  extra = tmp_path / 'manual'
+  shutil.copytree(manual_dir, extra)
+  annotation = extra / 'text_annotations' / 'a2d_annotation.txt'
+  annotation.write_text(annotation.read_text() + 'notInVideoset,0,a cat jumping\n')
+  builder = _build(extra, tmp_path / 'data')
+  assert builder.info.splits['train'].num_examples == 3  # As without the row.
+  assert any('notInVideoset' in r.getMessage() and 'a2d_annotation.txt' in r.getMessage()
+             for r in caplog.records)

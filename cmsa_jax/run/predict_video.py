@@ -1,0 +1,130 @@
+"""Prediction on a video and an expression: a mask for every frame (each frame in
+turn the annotated one, its clip edge-padded at the ends of the video), an
+animated overlay and the frame attention of one frame (Eq.9-11: which frames of
+its clip it attended to, and the Eq.11 frame weights)."""
+
+import os
+
+from absl import logging
+from flax import nnx
+import jax
+import matplotlib
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
+import numpy as np
+from PIL import Image
+
+from cmsa_jax import errors
+from cmsa_jax.data import input_pipeline
+from cmsa_jax.records import video
+from cmsa_jax.run import checkpoints
+from cmsa_jax.run import predict
+
+BATCH = 4  # Clips per forward pass.
+
+
+def load_frames(path):
+  """Every frame of a video file or a folder of numbered frames; clear errors otherwise."""
+  if not os.path.exists(path):
+    raise errors.NotFoundError(f'--video={path}: no such file or folder')
+  try:
+    return video.read_frames(path)
+  except ValueError as e:
+    raise errors.InputError(f'--video={path}: {e}') from None
+
+
+@nnx.jit
+def _forward(model, frames, frame_mask, tokens, token_mask):
+  out = model(frames, frame_mask, tokens, token_mask)
+  return jax.nn.sigmoid(out['logits']), out['frame_weights'], out['frame_attention']
+
+
+def run_model(model, vocab, frames, expression, *, image_size, max_words, clip_radius):
+  """Probabilities (n, H, W) at the frames' size; frame weights (n, L, T) and
+  frame attention (n, L, T, T) of every frame's clip; the clips' frame indices (n, T)."""
+  tokens, token_mask = vocab.encode(expression, max_words, strict=True)
+  resized = [input_pipeline.resize_and_pad(f, image_size) for f in frames]
+  info = resized[0][1]
+  n = len(frames)
+  clips = np.asarray([[min(max(i, 0), n - 1) for i in range(c - clip_radius, c + clip_radius + 1)]
+                      for c in range(n)])
+  probs, weights, attention = [], [], []
+  for start in range(0, n, BATCH):
+    rows = clips[start:start + BATCH]
+    rows = np.concatenate([rows, np.repeat(rows[:1], BATCH - len(rows), 0)])  # One shape.
+    batch = (np.stack([[resized[i][0] for i in row] for row in rows]),
+             np.stack([input_pipeline.clip_mask(row) for row in rows]),
+             np.repeat(tokens[None], BATCH, 0), np.repeat(token_mask[None], BATCH, 0))
+    p, w, a = (np.asarray(x) for x in _forward(model, *batch))
+    valid = min(BATCH, n - start)
+    probs += [input_pipeline.unpad_and_resize(x, info) for x in p[:valid]]
+    weights.append(w[:valid])
+    attention.append(a[:valid])
+  return np.stack(probs), np.concatenate(weights), np.concatenate(attention), clips
+
+
+def _save_gif(path, frames, masks, fps=8):
+  pictures = [Image.fromarray(predict._overlay(f, m)) for f, m in zip(frames, masks)]  # pylint: disable=protected-access
+  pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=1000 // fps, loop=0)
+
+
+def _plot_frame_attention(path, frames, clip, weights, attention, levels, frame, expression):
+  """Thumbnails of the clip, then per level the attention frame `frame`'s queries put
+  on each clip frame (row `frame` of the frame attention) and the Eq.11 weights."""
+  t = len(clip)
+  fig, axes = plt.subplots(1 + len(levels), t, figsize=(1.6 * t + 1, 1.6 + 1.8 * len(levels)),
+                           squeeze=False, gridspec_kw={'height_ratios': [1] + [1.1] * len(levels)})
+  labels = [f'{i + 1}' + (' (pad)' if not real else '')
+            for i, real in zip(clip, input_pipeline.clip_mask(clip))]
+  for ax, i, label in zip(axes[0], clip, labels):
+    ax.imshow(frames[i])
+    ax.set_title(f'frame {label}' + (' *' if i == frame else ''), fontsize=8)
+    ax.set_axis_off()
+  centre = t // 2
+  for row, level in enumerate(levels, start=1):
+    for ax in axes[row, 1:]:
+      ax.remove()
+    ax = fig.add_subplot(1 + len(levels), 1, row + 1)
+    axes[row, 0].remove()
+    x = np.arange(t)
+    ax.bar(x - 0.2, attention[row - 1, centre], 0.4, label='attention of frame *')
+    ax.bar(x + 0.2, weights[row - 1], 0.4, label='Eq.11 weight α')
+    ax.set_xticks(x, labels, fontsize=8)
+    ax.set_ylabel(level.capitalize())
+    if row == 1:
+      ax.legend(fontsize=7, loc='upper right')
+  fig.suptitle(f'frame attention of frame {frame + 1}: "{expression}"', fontsize=9)
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def predict_video(config, workdir, video_path, expression, output_dir, *, frame=None, step=None):
+  """Writes masks/<frame>.png (1-indexed, at the video's size), overlay.gif and
+  frame_attention.png (of `frame`, 1-indexed; default the middle frame)."""
+  del config  # Everything comes from the checkpoint.
+  frames = load_frames(video_path)
+  if frame is not None and not 1 <= frame <= len(frames):
+    raise errors.ConfigError(f'--frame={frame}: the video has frames 1..{len(frames)}')
+  model, saved, vocab, _ = checkpoints.restore_model(workdir, step)
+  if 'frames' not in model.input_keys or not getattr(model, 'use_cfsa', False):
+    raise errors.ConfigError(f'{workdir} holds a model without CFSA ({saved.model_name}); '
+                             'predict with --image=PATH on one frame instead')
+  probs, weights, attention, clips = run_model(
+      model, vocab, frames, expression, image_size=saved.image_size,
+      max_words=saved.max_words, clip_radius=saved.clip_radius)
+  masks = probs >= 0.5
+  os.makedirs(os.path.join(output_dir, 'masks'), exist_ok=True)
+  for i, mask in enumerate(masks):
+    Image.fromarray(mask.astype(np.uint8) * 255).save(
+        os.path.join(output_dir, 'masks', f'{i + 1:05d}.png'))
+  paths = {'masks': os.path.join(output_dir, 'masks'),
+           'overlay': os.path.join(output_dir, 'overlay.gif'),
+           'frame_attention': os.path.join(output_dir, 'frame_attention.png')}
+  _save_gif(paths['overlay'], frames, masks)
+  c = len(frames) // 2 if frame is None else frame - 1
+  _plot_frame_attention(paths['frame_attention'], frames, clips[c], weights[c], attention[c],
+                        model.levels, c, expression)
+  logging.info('%d frames; masks cover %.1f%% on average; wrote %s', len(frames),
+               100 * masks.mean(), ', '.join(paths.values()))
+  return paths
