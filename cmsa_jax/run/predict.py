@@ -68,7 +68,10 @@ def _plot_word_attention(path, weights, levels, words, vocab, expression):
   plt.close(fig)
 
 
-def _plot_heatmap(path, image, heatmap):
+def _plot_heatmap(path, image, heatmap, max_side=1200):
+  # The figure is 600 px wide: a 10000x10000 photo is subsampled before matplotlib sees it.
+  stride = max(1, -(-max(image.shape[:2]) // max_side))
+  image, heatmap = image[::stride, ::stride], heatmap[::stride, ::stride]
   fig, ax = plt.subplots(figsize=(6, 6 * image.shape[0] / image.shape[1]))
   ax.imshow(image)
   ax.imshow(heatmap, cmap='jet', alpha=0.5)

@@ -81,5 +81,5 @@ def test_no_annotated_video_on_disk_is_an_error(manual_dir, tmp_path):
       'video_id,query\nAbsent_video_wave_u_nm_np1_fr_med_0,a man\n')
   for folder in ('Rename_Images', 'puppet_mask'):
     (tmp_path / folder).symlink_to(manual_dir / folder)
-  with pytest.raises(FileNotFoundError, match='all 1 videos are broken, e.g. Absent_video'):
+  with pytest.raises(ValueError, match='all 1 videos are broken, e.g. Absent_video'):
     _records(tmp_path, tmp_path / 'data', 'default')
