@@ -10,6 +10,7 @@ from cmsa_jax.data import sources
 from cmsa_jax.data import synthetic_video as sv
 from cmsa_jax.data import text
 from configs import demo_video
+from tests import helpers
 
 
 def test_records_are_deterministic_and_well_formed():
@@ -107,3 +108,15 @@ def test_the_video_demo_generates_its_splits_on_the_fly():
   config.data_dir = '/nonexistent'
   with pytest.raises(errors.NotFoundError, match='a2d_sentences'):
     sources.load_source(config, 'test')
+
+
+def test_a_registered_builder_is_not_built_by_reading_it(monkeypatch, tmp_path):
+  """With a builder's code imported (as a test or a notebook may have), reading an
+  unbuilt dataset still says how to build it instead of starting a build."""
+  monkeypatch.syspath_prepend(str(helpers.REPO / 'datasets'))
+  from a2d_sentences import a2d_sentences_dataset_builder  # pylint: disable=g-import-not-at-top,unused-import
+  config = demo_video.get_config()
+  config.dataset, config.data_dir = 'a2d_sentences/default', str(tmp_path)
+  with pytest.raises(errors.NotFoundError, match='build_dataset a2d_sentences/default'):
+    sources.load_source(config, 'test')
+  assert not list(tmp_path.iterdir())  # Nothing was written.

@@ -23,17 +23,17 @@ def load_source(config, split):
   The synthetic dataset is generated on the fly when it has not been built, so
   the demo needs no set-up step.
   """
-  try:
-    return tfds.data_source(config.dataset, split=split, data_dir=config.data_dir)
-  except tfds.core.registered.DatasetNotFoundError:
-    name = config.dataset.split('/')[0]
-    if name not in (SYNTHETIC, SYNTHETIC_VIDEO):
-      raise errors.NotFoundError(
-          f'TFDS dataset {config.dataset!r} is not built in data_dir '
-          f'{config.data_dir or "~/tensorflow_datasets"}. Build it from the authors\' files with\n'
-          f'  python -m cmsa_jax.tools.build_dataset {config.dataset} --manual_dir=M '
-          f'--data_dir=D\n(see datasets/{name}/README.md for the layout of M) and set '
-          f'--config.data_dir=D.') from None
+  if _is_built(config):
+    return tfds.data_source(config.dataset, split=split, data_dir=config.data_dir,
+                            download=False)
+  name = config.dataset.split('/')[0]
+  if name not in (SYNTHETIC, SYNTHETIC_VIDEO):
+    raise errors.NotFoundError(
+        f'TFDS dataset {config.dataset!r} is not built in data_dir '
+        f'{config.data_dir or "~/tensorflow_datasets"}. Build it from the authors\' files with\n'
+        f'  python -m cmsa_jax.tools.build_dataset {config.dataset} --manual_dir=M '
+        f'--data_dir=D\n(see datasets/{name}/README.md for the layout of M) and set '
+        f'--config.data_dir=D.')
   sizes = {config.train_split: config.synthetic.num_train}
   sizes.setdefault(config.eval_split, config.synthetic.num_eval)
   if split not in sizes:
@@ -47,6 +47,15 @@ def load_source(config, split):
         clip_radius=config.clip_radius)
   return synthetic.SyntheticSource(split, sizes[split], seed=config.synthetic.seed,
                                    image_size=config.synthetic.image_size)
+
+
+def _is_built(config):
+  """Whether config.dataset is built in config.data_dir (never downloads or builds:
+  a builder whose code happens to be imported is not prepared by reading it)."""
+  try:
+    return tfds.builder(config.dataset, data_dir=config.data_dir).is_prepared()
+  except ValueError:  # DatasetNotFoundError, or a config the registered builder lacks.
+    return False
 
 
 def has_all_objects(config):

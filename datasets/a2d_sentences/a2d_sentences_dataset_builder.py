@@ -10,6 +10,7 @@ import os
 import re
 from pathlib import Path
 
+from absl import logging
 import tensorflow_datasets as tfds
 
 from cmsa_jax.records import broken
