@@ -434,14 +434,21 @@ def generate_example(seed: int, split: str, index: int, *, image_size: int = 64)
 
 
 class SyntheticSource:
-  """Random-access source of `generate_example` records (grain's protocol)."""
+  """Random-access source of `generate_example` records (grain's protocol).
 
-  def __init__(self, split: str, num_examples: int, *, seed: int = 0, image_size: int = 64):
+  Subclasses set `generate` to another generator of the same signature; keyword
+  `options` (e.g. a video's clip_radius) are passed on to it.
+  """
+
+  generate = staticmethod(generate_example)
+
+  def __init__(self, split: str, num_examples: int, *, seed: int = 0, image_size: int = 64,
+               **options):
     _split_code(split)
     if num_examples < 0 or num_examples > 10**9:
       raise ValueError(f'num_examples must be in [0, 1e9], got {num_examples}.')
-    self.split, self.num_examples = split, num_examples
-    self.seed, self.image_size = seed, image_size
+    self.split, self.num_examples, self.seed = split, num_examples, seed
+    self.options = dict(image_size=image_size, **options)
 
   def __len__(self):
     return self.num_examples
@@ -452,12 +459,12 @@ class SyntheticSource:
     index = operator.index(key)
     if not -len(self) <= index < len(self):
       raise IndexError(f'index {index} out of range for {len(self)} records.')
-    return generate_example(self.seed, self.split, index % len(self),
-                            image_size=self.image_size)
+    return self.generate(self.seed, self.split, index % len(self), **self.options)
 
   def __getitems__(self, keys):
     return [self[k] for k in keys]
 
   def __repr__(self):
-    return (f'SyntheticSource(split={self.split!r}, num_examples={self.num_examples}, '
-            f'seed={self.seed}, image_size={self.image_size})')
+    options = ''.join(f', {k}={v!r}' for k, v in self.options.items())
+    return (f'{type(self).__name__}(split={self.split!r}, num_examples={self.num_examples}, '
+            f'seed={self.seed}{options})')

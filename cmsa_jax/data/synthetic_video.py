@@ -25,7 +25,6 @@ layout of the video datasets (cmsa_jax/records/features.py): `image` = frame c,
 """
 
 import dataclasses
-import operator
 
 import numpy as np
 
@@ -234,32 +233,12 @@ def generate_example(seed: int, split: str, index: int, *, image_size: int = 64,
   }
 
 
-class SyntheticVideoSource:
-  """Random-access source of `generate_example` records (grain's protocol)."""
+class SyntheticVideoSource(synthetic.SyntheticSource):
+  """Random-access source of `generate_example` clip records (grain's protocol)."""
+
+  generate = staticmethod(generate_example)
 
   def __init__(self, split: str, num_examples: int, *, seed: int = 0, image_size: int = 64,
                clip_radius: int = 2):
-    synthetic._split_code(split)  # pylint: disable=protected-access
-    if num_examples < 0 or num_examples > 10**9:
-      raise ValueError(f'num_examples must be in [0, 1e9], got {num_examples}.')
-    self.split, self.num_examples, self.seed = split, num_examples, seed
-    self.image_size, self.clip_radius = image_size, clip_radius
-
-  def __len__(self):
-    return self.num_examples
-
-  def __getitem__(self, key):
-    if isinstance(key, slice):
-      return [self[i] for i in range(*key.indices(len(self)))]
-    index = operator.index(key)
-    if not -len(self) <= index < len(self):
-      raise IndexError(f'index {index} out of range for {len(self)} records.')
-    return generate_example(self.seed, self.split, index % len(self),
-                            image_size=self.image_size, clip_radius=self.clip_radius)
-
-  def __getitems__(self, keys):
-    return [self[k] for k in keys]
-
-  def __repr__(self):
-    return (f'SyntheticVideoSource(split={self.split!r}, num_examples={self.num_examples}, '
-            f'seed={self.seed}, image_size={self.image_size}, clip_radius={self.clip_radius})')
+    super().__init__(split, num_examples, seed=seed, image_size=image_size,
+                     clip_radius=clip_radius)
