@@ -2,10 +2,10 @@
 
   python main.py --config=configs/demo.py --workdir=runs/demo
 
-Runtime: 12 min 54 s on a 2-core CPU (2000 steps at 2.5-3 steps/s, then evaluation of
-1262 held-out expressions with and without DenseCRF). Result: held-out overall IoU
-0.590 on synthetic_ref/96px test (0.670 with DenseCRF; baselines 0.262 and 0.216);
-per family attribute 0.82, location 0.55, ordinal 0.37, relation 0.36, negation 0.29.
+Runtime: 6 min 13 s on an idle 2-core CPU (2000 steps at 6.2 steps/s, then evaluation of
+1262 held-out expressions with and without DenseCRF; 12-13 min on a shared machine). Result:
+held-out overall IoU 0.587 on synthetic_ref/96px test (0.668 with DenseCRF; baselines 0.262
+and 0.216); per family attribute 0.82, location 0.55, ordinal 0.37, relation 0.36, negation 0.27.
 
 No download and no set-up step: the synthetic dataset is generated on the fly
 (deterministically from config.synthetic.seed) unless it has been built with
