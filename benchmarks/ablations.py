@@ -1,4 +1,5 @@
-r"""The paper's ablations (Tables 1 and 2) on the synthetic referring scenes.
+r"""The paper's ablations (Tables 1 and 2) on the synthetic referring scenes, and
+CFSA vs no CFSA on the synthetic clips (--table=video).
 
 Trains every variant of a table with the same budget and seeds (the demo
 config, configs/demo.py, with one switch changed), evaluates each run on the
@@ -9,6 +10,12 @@ expression family) and OUTPUT/runs.json (every run's metrics).
   python -m cmsa_jax.tools.build_dataset synthetic_ref/96px --data_dir=D  # Once, ~3 min.
   python benchmarks/ablations.py --table=all --seeds=3 --steps=400 --data_dir=D \
       --output=runs/ablations
+
+--table=video trains configs/demo_video.py (its budget unless --steps etc. say
+otherwise) with CFSA, with the paper's CFSA tokens and values, and without CFSA,
+and adds the per-seed paired differences (motion and appearance families):
+
+  python benchmarks/ablations.py --table=video --seeds=3 --output=runs/ablations_video
 
 Resumable: a run whose evaluation is written is not repeated, and an
 interrupted run resumes from its last checkpoint. Runs shared by the tables
@@ -31,6 +38,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__)))) 
 from cmsa_jax.run import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
 from cmsa_jax.run import train
 from configs import demo
+from configs import demo_video
 
 # (table, row name, config.model overrides); {} is the full model.
 VARIANTS = (
@@ -47,23 +55,35 @@ VARIANTS = (
     ('2b', 'multi-level sum', {'fusion': 'sum'}),
     ('2b', 'self-gated', {'fusion': 'self_gated'}),
     ('2b', 'gated multi-level fusion', {}),
+    ('video', 'CFSA (the video demo)', {}),
+    ('video', "CFSA, the paper's tokens and values", {'cfsa_tokens': 'visual',
+                                                      'cfsa_values': 'linear'}),
+    ('video', 'no CFSA (the annotated frame alone)', {'cfsa': False}),
 )
+VIDEO_CFSA, VIDEO_NO_CFSA = VARIANTS[-3][2], VARIANTS[-1][2]
 TABLES = {'1': 'Table 1: word pooling (Eq.4-5)',
           '2a': 'Table 2: attention (Eq.2-3)',
-          '2b': 'Table 2: multi-level fusion (Eq.6-7)'}
+          '2b': 'Table 2: multi-level fusion (Eq.6-7)',
+          'video': 'Video: cross-frame self-attention (Eq.9-11)'}
 # The paper's orderings (UNC val), best first.
 PAPER_ORDER = {'1': 'word attention > average pooling > max pooling',
                '2a': 'cross-modal self-attention > word-pixel pair, pixel, word attention > none',
-               '2b': 'gated multi-level fusion > self-gated > multi-level sum > Res5 only'}
+               '2b': 'gated multi-level fusion > self-gated > multi-level sum > Res5 only',
+               'video': 'CFSA > no CFSA (Table 5, A2D Sentences)'}
 
-_TABLE = flags.DEFINE_enum('table', 'all', ['1', '2', 'all'], 'Which table to run.')
+_TABLE = flags.DEFINE_enum('table', 'all', ['1', '2', 'all', 'video'],
+                           "Which table to run ('all': Tables 1 and 2; 'video': CFSA vs no "
+                           'CFSA on configs/demo_video.py).')
 _SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per variant (config.seed = 0..seeds-1).')
-_STEPS = flags.DEFINE_integer('steps', 400, 'Train steps per run.')
-_IMAGE_SIZE = flags.DEFINE_integer('image_size', 96, 'Image side (the demo backbone: 96).')
-_NUM_EVAL = flags.DEFINE_integer('num_eval', 500, 'Held-out expressions scored per run.')
+_STEPS = flags.DEFINE_integer('steps', None, "Train steps per run (default: 400; 'video': the "
+                              "video demo's).")
+_IMAGE_SIZE = flags.DEFINE_integer('image_size', None, 'Image side (default: 96, the demo '
+                                   "backbone's; 'video': the video demo's).")
+_NUM_EVAL = flags.DEFINE_integer('num_eval', None, "Held-out expressions scored per run "
+                                 "(default: 500; 'video': the video demo's whole test split).")
 _NUM_TRAIN = flags.DEFINE_integer(
-    'num_train', 5000, 'Training scenes generated on the fly (the demo: 5000; a built dataset '
-    'has its own: 4000).')
+    'num_train', None, 'Training scenes (clips) generated on the fly (default: the demo\'s 5000; '
+    "'video': the video demo's; a built dataset has its own).")
 _DATA_DIR = flags.DEFINE_string(
     'data_dir', None, 'TFDS data_dir holding a built synthetic_ref/<image_size>px (much less CPU '
     'per run than generating scenes on the fly); default: generate them.')
@@ -75,14 +95,15 @@ _EXTRA_ROWS = flags.DEFINE_bool(
     "the learned temperature (word_weight='mean').")
 
 
-def run_key(overrides):
-  """Folder name of a variant: its overrides, or 'full'."""
-  return '_'.join(f'{k}-{v}' for k, v in sorted(overrides.items())) or 'full'
+def run_key(overrides, table='1'):
+  """Folder name of a variant: its overrides, or 'full' (video runs: 'video-' first)."""
+  key = '_'.join(f'{k}-{v}' for k, v in sorted(overrides.items())) or 'full'
+  return f'video-{key}' if table == 'video' else key
 
 
 def selected_variants(table, names=None, extra_rows=False):
   """The (table, name, overrides) rows to run."""
-  tables = {'1': ('1',), '2': ('2a', '2b'), 'all': tuple(TABLES)}[table]
+  tables = {'1': ('1',), '2': ('2a', '2b'), 'all': ('1', '2a', '2b'), 'video': ('video',)}[table]
   rows = [v for v in VARIANTS if v[0] in tables]
   if not extra_rows:
     rows = [v for v in rows if 'word_weight' not in v[2]]
@@ -95,20 +116,30 @@ def selected_variants(table, names=None, extra_rows=False):
   return rows
 
 
-def run_config(overrides, seed, *, steps, image_size, num_eval, num_train, data_dir=None):
-  """configs/demo.py with the variant's switches, the budget and the seed."""
-  config = demo.get_config()
+def run_config(overrides, seed, *, steps=None, image_size=None, num_eval=None, num_train=None,
+               data_dir=None, video=False):
+  """configs/demo.py (demo_video.py for `video`) with the variant's switches, the
+  budget and the seed; None keeps the image tables' defaults (400 steps, 96 px, 500
+  expressions, 5000 scenes) or the video demo's own."""
+  config = (demo_video if video else demo).get_config()
+  if not video:
+    steps, image_size = steps or 400, image_size or 96
+    num_eval, num_train = num_eval or 500, num_train or 5000
   config.model.update(overrides)
   config.seed = seed
-  config.num_train_steps = steps
-  config.image_size = config.synthetic.image_size = image_size
+  config.num_train_steps = steps = steps or config.num_train_steps
+  if image_size:
+    config.image_size = config.synthetic.image_size = image_size
+    config.dataset = f'{config.dataset.split("/")[0]}/{image_size}px'
   config.checkpoint_every_steps = max(steps // 2, 1)
   config.keep_checkpoints = 1
   config.log_every_steps = max(steps // 4, 1)
-  config.num_eval_examples = num_eval
-  config.synthetic.num_train = num_train
+  if num_eval:
+    config.num_eval_examples = num_eval
+  if num_train:
+    config.synthetic.num_train = num_train
   if data_dir:
-    config.dataset, config.data_dir = f'synthetic_ref/{image_size}px', data_dir
+    config.data_dir = data_dir
   config.crf = False
   return config
 
@@ -141,7 +172,7 @@ def table_markdown(table, rows, results):
            f'Paper ordering: {PAPER_ORDER[table]}.', '',
            '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
   for _, name, overrides in rows:
-    runs = results[run_key(overrides)]
+    runs = results[run_key(overrides, table)]
     cells = [summarize([r[c] for r in runs]) for c in cols]
     cells += [summarize([r[f'family_{f}_overall_iou'] for r in runs]) for f in families]
     lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
@@ -154,14 +185,36 @@ def table_markdown(table, rows, results):
       lines.append(f'| baseline: {baseline.replace("_", " ")} | ' + ' | '.join(cells) + ' |')
   seeds = len(next(iter(results.values())))
   lines += ['', f'Mean (min–max) over {seeds} seed(s), in %.', '']
+  if table == 'video':
+    lines += video_pairs(results)
   return '\n'.join(lines)
+
+
+def video_pairs(results):
+  """Lines of the per-seed differences the video table is read by (paired by seed)."""
+  cfsa = results.get(run_key(VIDEO_CFSA, 'video'))
+  none = results.get(run_key(VIDEO_NO_CFSA, 'video'))
+  if not cfsa:
+    return []
+  get = lambda run, family, key='overall_iou': 100 * run.get(f'family_{family}_{key}', np.nan)
+  lines = ['| seed | CFSA motion − all-objects baseline | CFSA − no CFSA, motion | '
+           'CFSA − no CFSA, appearance | CFSA − no CFSA, overall |', '|---|---|---|---|---|']
+  for seed, run in enumerate(cfsa):
+    other = none[seed] if none and seed < len(none) else None
+    diff = lambda f: (f'{get(run, f) - get(other, f):+.2f}' if other else '')
+    overall = (f'{100 * (run["overall_iou"] - other["overall_iou"]):+.2f}' if other else '')
+    lines.append(f'| {seed} | {get(run, "motion") - get(run, "motion", "baseline_all_objects_overall_iou"):+.2f} '
+                 f'| {diff("motion")} | {diff("appearance")} | {overall} |')
+  return ['Per seed, in IoU points (the issue\'s targets: motion ≥ +15 over the baseline and '
+          '≥ +10 over no CFSA in every seed):', ''] + lines + ['']
 
 
 def main(argv):
   del argv
   rows = selected_variants(_TABLE.value, _VARIANTS.value, _EXTRA_ROWS.value)
-  keys = list(dict.fromkeys(run_key(o) for _, _, o in rows))
-  overrides = {run_key(o): o for _, _, o in rows}
+  keys = list(dict.fromkeys(run_key(o, t) for t, _, o in rows))
+  overrides = {run_key(o, t): o for t, _, o in rows}
+  video = _TABLE.value == 'video'
   # Seed-major: an interrupted benchmark has every variant at its first seeds.
   jobs = [(key, seed) for seed in range(_SEEDS.value) for key in keys]
   os.makedirs(_OUTPUT.value, exist_ok=True)
@@ -170,7 +223,7 @@ def main(argv):
   for i, (key, seed) in enumerate(jobs):
     config = run_config(overrides[key], seed, steps=_STEPS.value,
                         image_size=_IMAGE_SIZE.value, num_eval=_NUM_EVAL.value,
-                        num_train=_NUM_TRAIN.value, data_dir=_DATA_DIR.value)
+                        num_train=_NUM_TRAIN.value, data_dir=_DATA_DIR.value, video=video)
     start = time.monotonic()
     metrics, ran = run_once(config, os.path.join(_OUTPUT.value, 'runs', f'{key}-seed{seed}'))
     if ran:
@@ -178,7 +231,7 @@ def main(argv):
       trained += 1
     results[key].append(metrics)
     all_runs.append({'variant': key, 'overrides': overrides[key], 'seed': seed,
-                     'steps': _STEPS.value, 'image_size': _IMAGE_SIZE.value,
+                     'steps': config.num_train_steps, 'image_size': config.image_size,
                      'metrics': metrics})
     left = len(jobs) - i - 1
     eta = f'{trained_seconds / trained * left / 60:.0f} min' if trained else '?'
@@ -187,11 +240,14 @@ def main(argv):
           flush=True)
   with open(os.path.join(_OUTPUT.value, 'runs.json'), 'w') as f:
     json.dump(all_runs, f, indent=2)
-  data = (f'built synthetic_ref/{_IMAGE_SIZE.value}px' if _DATA_DIR.value else
-          f'{_NUM_TRAIN.value} synthetic scenes generated on the fly')
-  header = (f'Synthetic referring scenes ({data}), configs/demo.py with one '
-            f'switch changed, {_STEPS.value} steps per run, {_NUM_EVAL.value} held-out '
-            f'expressions, no DenseCRF.\n\n')
+  data = (f'built {config.dataset}' if _DATA_DIR.value else
+          f'{config.synthetic.num_train} synthetic {"clips" if video else "scenes"} generated '
+          'on the fly')
+  evaluated = (f'{config.num_eval_examples} held-out expressions' if config.num_eval_examples > 0
+               else f'the {config.eval_split} split')
+  header = (f'Synthetic referring {"clips" if video else "scenes"} ({data}), '
+            f'configs/{"demo_video" if video else "demo"}.py with one switch changed, '
+            f'{config.num_train_steps} steps per run, {evaluated}, no DenseCRF.\n\n')
   for table in dict.fromkeys(t for t, _, _ in rows):
     text = header + table_markdown(table, [r for r in rows if r[0] == table], results)
     with open(os.path.join(_OUTPUT.value, f'table{table}.md'), 'w') as f:

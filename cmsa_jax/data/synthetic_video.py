@@ -37,7 +37,7 @@ MIN_OBJECTS, MAX_OBJECTS = 2, 4
 TWIN_P = 0.6  # Chance the second shape looks like the first.
 MAX_EXPRESSIONS = 3
 DIRECTIONS = {'left': (-1, 0), 'right': (1, 0), 'up': (0, -1), 'down': (0, 1)}
-SPEEDS = {'slow': 2.0, 'fast': 4.0}  # Pixels per frame at 64x64; scales with the size.
+SPEEDS = {'slow': 3.0, 'fast': 6.0}  # Pixels per frame at 64x64; scales with the size.
 MOTIONS = {'still': 0.2, 'stops': 0.15, 'moves': 0.65}
 
 
