@@ -37,9 +37,8 @@ from flax import nnx
 from cmsa_jax.data import synthetic_video
 from cmsa_jax.models import cfsa
 from cmsa_jax.models import cmsa_image
+from cmsa_jax.models import backbones
 from cmsa_jax.models import kernels
-from cmsa_jax.models import resnet
-from cmsa_jax.models import weights
 from configs import demo
 
 FACTORS = {'kind': ('still', 'stops', 'moves'),
@@ -80,9 +79,9 @@ def clips(split, num, args):
 def backbone_features(frames, levels):
   """Frozen demo backbone on every frame: {level: (N, T, h, w, C)} float32."""
   config = demo.get_config()
-  net = resnet.ResNet(blocks=config.model.backbone_blocks, width=config.model.backbone_width,
-                      rngs=nnx.Rngs(0))
-  weights.load_backbone(net, config.backbone_init)
+  net = backbones.REGISTRY.build(config.model.backbone, config.model.backbone_args,
+                                 rngs=nnx.Rngs(0))
+  net.load(config.backbone_init)
   run = nnx.jit(lambda net, x: net(cmsa_image.normalize_images(x)))
   n, t = frames.shape[:2]
   out = {level: [] for level in levels}
