@@ -12,10 +12,15 @@ expression family) and OUTPUT/runs.json (every run's metrics).
       --output=runs/ablations
 
 --table=video trains configs/demo_video.py (its budget unless --steps etc. say
-otherwise) with CFSA, with the paper's CFSA tokens and values, and without CFSA,
-and adds the per-seed paired differences (motion and appearance families):
+otherwise) with CFSA, without CFSA, with the paper's CFSA tokens and values and
+with time-moment values, and adds the per-seed paired differences (motion and
+appearance families):
 
   python benchmarks/ablations.py --table=video --seeds=3 --output=runs/ablations_video
+
+--only_seeds=k trains seed k alone and writes no table, so one process per seed
+can share a machine (GPU_COMMANDS.txt); the same command without it then reads
+every run back and writes the tables.
 
 Resumable: a run whose evaluation is written is not repeated, and an
 interrupted run resumes from its last checkpoint. Runs shared by the tables
@@ -59,8 +64,9 @@ VARIANTS = (
     ('video', 'no CFSA (the annotated frame alone)', {'cfsa': False}),
     ('video', "CFSA, the paper's tokens and values", {'cfsa_tokens': 'visual',
                                                       'cfsa_values': 'linear'}),
+    ('video', 'CFSA, time-moment values', {'cfsa_values': 'moments'}),
 )
-VIDEO_CFSA, VIDEO_NO_CFSA = VARIANTS[-3][2], VARIANTS[-2][2]
+VIDEO_CFSA, VIDEO_NO_CFSA = VARIANTS[-4][2], VARIANTS[-3][2]
 TABLES = {'1': 'Table 1: word pooling (Eq.4-5)',
           '2a': 'Table 2: attention (Eq.2-3)',
           '2b': 'Table 2: multi-level fusion (Eq.6-7)',
@@ -75,6 +81,9 @@ _TABLE = flags.DEFINE_enum('table', 'all', ['1', '2', 'all', 'video'],
                            "Which table to run ('all': Tables 1 and 2; 'video': CFSA vs no "
                            'CFSA on configs/demo_video.py).')
 _SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per variant (config.seed = 0..seeds-1).')
+_ONLY_SEEDS = flags.DEFINE_list(
+    'only_seeds', None, 'Train only these of the seeds and write no table: for processes run '
+    'in parallel on one output; the same command without it then writes the tables.')
 _STEPS = flags.DEFINE_integer('steps', None, "Train steps per run (default: 400; 'video': the "
                               "video demo's).")
 _IMAGE_SIZE = flags.DEFINE_integer('image_size', None, 'Image side (default: 96, the demo '
@@ -216,7 +225,10 @@ def main(argv):
   overrides = {run_key(o, t): o for t, _, o in rows}
   video = _TABLE.value == 'video'
   # Seed-major: an interrupted benchmark has every variant at its first seeds.
-  jobs = [(key, seed) for seed in range(_SEEDS.value) for key in keys]
+  seeds = range(_SEEDS.value)
+  if _ONLY_SEEDS.value:
+    seeds = [int(seed) for seed in _ONLY_SEEDS.value]
+  jobs = [(key, seed) for seed in seeds for key in keys]
   os.makedirs(_OUTPUT.value, exist_ok=True)
   results = collections.defaultdict(list)
   all_runs, trained_seconds, trained = [], 0.0, 0
@@ -238,6 +250,8 @@ def main(argv):
     print(f'[{i + 1}/{len(jobs)}] {key} seed {seed}: overall IoU '
           f'{metrics["overall_iou"]:.3f} ({"trained" if ran else "done before"}); ETA {eta}',
           flush=True)
+  if _ONLY_SEEDS.value:
+    return
   with open(os.path.join(_OUTPUT.value, 'runs.json'), 'w') as f:
     json.dump(all_runs, f, indent=2)
   data = (f'built {config.dataset}' if _DATA_DIR.value else
