@@ -60,11 +60,18 @@ def test_ablations_reject_unknown_variant(tmp_path):
 
 def test_video_table_pairs_cfsa_and_no_cfsa_by_seed(tmp_path):
   out = tmp_path / 'video'
-  result = helpers.run_python(
+  run = lambda *extra: helpers.run_python(
       helpers.REPO, 'benchmarks/ablations.py', '--table=video', '--seeds=1', '--steps=2',
       '--num_eval=6', '--image_size=32', '--num_train=8',
-      '--variants=CFSA (the video demo),no CFSA (the annotated frame alone)', f'--output={out}')
+      '--variants=CFSA (the video demo),no CFSA (the annotated frame alone)', f'--output={out}',
+      *extra)
+  result = run('--only_seeds=0')  # As one of several processes: trains, writes no table.
   assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.count('(trained)') == 2
+  assert not (out / 'tablevideo.md').exists() and not (out / 'runs.json').exists()
+  result = run()
+  assert result.returncode == 0, result.stderr[-3000:]
+  assert result.stdout.count('(done before)') == 2
   runs = json.loads((out / 'runs.json').read_text())
   assert [(r['variant'], r['steps'], r['image_size']) for r in runs] == [
       ('video-full', 2, 32), ('video-cfsa-False', 2, 32)]
