@@ -89,6 +89,16 @@ def test_moment_values_see_the_direction_of_time():
   assert np.abs(outputs['moments'][0] - outputs['moments'][1]).max() > 1e-2
 
 
+def test_zero_out_init_starts_as_the_annotated_frame():
+  visual = _visual(4)
+  module = cfsa.CFSA(C, attn_dim=D, impl='dense', out_init='zeros', rngs=nnx.Rngs(1))
+  features = _run(module, visual, PADDED)[0]
+  np.testing.assert_allclose(features, visual[:, T // 2], atol=1e-6)  # V_c + W_o·0 + 0.
+  assert np.abs(_run(_module('dense'), visual, PADDED)[0] - visual[:, T // 2]).max() > 1e-2
+  with pytest.raises(ValueError, match='cfsa_out_init'):
+    cfsa.CFSA(C, out_init='ones', rngs=nnx.Rngs(0))
+
+
 def test_weights_are_selective_and_not_uniform():
   """Column sums: frames differ in what they receive (row sums would make α uniform)."""
   weights = _run(_module('blocked', 'sum'), _visual(), FULL)[1]

@@ -11,6 +11,7 @@ per time moment, so the attention-weighted sum carries sum r δ s and sum r δ²
 (how the matched position changes with time), where a value linear in g only
 gives the average position and the average time of what was matched
 (docs/experiments.md, "video motion"). `tests/references.py` writes these out.
+W_o is Xavier-initialised, or 0 with `out_init='zeros'` (V̂ = 0 at the start).
 
   Eq.9   r(t'p' | tp) = softmax over valid keys (t', p') of q_tp . k_t'p'
   Eq.10  v̂_tp = W_o sum_{t'p'} r(t'p' | tp) v_t'p' + b_o              (C_v channels)
@@ -55,6 +56,7 @@ IMPLS = ('blocked', 'dense')
 FRAME_WEIGHTS = cmsa.WORD_WEIGHTS
 TOKENS = ('position', 'visual')
 VALUES = ('linear', 'moments')
+OUT_INITS = ('xavier', 'zeros')
 TIME_DIM = 1
 MOMENTS = 3  # Values of g ⊗ (1, δ, δ²).
 _NEG = -1e30  # Finite "minus infinity": a fully masked block keeps exp() finite.
@@ -135,8 +137,10 @@ class CFSA(nnx.Module):
 
   def __init__(self, visual_dim: int, *, attn_dim: int = 512, impl: str = 'blocked',
                frame_weight: str = 'temperature', tokens: str = 'position',
-               values: str = 'linear', dtype=jnp.float32, rngs: nnx.Rngs):
+               values: str = 'linear', out_init: str = 'xavier', dtype=jnp.float32,
+               rngs: nnx.Rngs):
     check_choices(impl, frame_weight, tokens, values)
+    cmsa._check_choice('cfsa_out_init', out_init, OUT_INITS)  # pylint: disable=protected-access
     self.visual_dim, self.impl, self.frame_weight, self.dtype = visual_dim, impl, frame_weight, dtype
     self.tokens, self.values = tokens, values
     in_dim = visual_dim + (multimodal.SPATIAL_DIM + TIME_DIM if tokens == 'position' else 0)
@@ -147,6 +151,8 @@ class CFSA(nnx.Module):
     self.key = linear(in_dim, attn_dim, use_bias=False)  # No key bias: see cmsa.CMSA.
     self.value = linear(in_dim * (MOMENTS if values == 'moments' else 1), attn_dim)
     self.out = linear(attn_dim, visual_dim)
+    if out_init == 'zeros':  # V̂ = 0 at the start: the video model starts as the image model.
+      self.out.kernel[...] = jnp.zeros_like(self.out.kernel[...])
     if frame_weight == 'temperature':  # Eq.11's learnable sharpness, t (log scale).
       self.frame_log_temperature = nnx.Param(jnp.zeros((), jnp.float32))
 

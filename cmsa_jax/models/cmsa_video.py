@@ -28,8 +28,8 @@ class Model(cmsa_image.Model):
   Takes every argument of cmsa_image.Model and `cfsa` (use CFSA), `cfsa_impl`
   ('blocked' or the 'dense' reference), `frame_weight` (Eq.11's
   normalisation, as Eq.4's word_weight), `cfsa_tokens` ('visual': the paper's,
-  or 'position') and `cfsa_values` ('linear': the paper's, or 'moments'); see
-  cfsa.py. Returns cmsa_image.Model's outputs
+  or 'position'), `cfsa_values` ('linear': the paper's, or 'moments') and
+  `cfsa_out_init` ('xavier' or 'zeros': V̂ = 0 at the start); see cfsa.py. Returns cmsa_image.Model's outputs
   for the annotated frame and, with CFSA,
     frame_weights: (B, L, T) α of Eq.11 per level.
     frame_attention: (B, L, T, T) [t, t'] the attention frame t's queries put
@@ -41,7 +41,7 @@ class Model(cmsa_image.Model):
 
   def __init__(self, *, cfsa: bool = True, cfsa_impl: str = 'blocked',
                frame_weight: str = 'temperature', cfsa_tokens: str = 'position',
-               cfsa_values: str = 'linear', **image_args):
+               cfsa_values: str = 'linear', cfsa_out_init: str = 'xavier', **image_args):
     cfsa_lib.check_choices(cfsa_impl, frame_weight, cfsa_tokens, cfsa_values)
     super().__init__(**image_args)
     self.use_cfsa = cfsa
@@ -51,7 +51,8 @@ class Model(cmsa_image.Model):
     self.cfsa = nnx.List([
         cfsa_lib.CFSA(self.backbone.levels[level],
                       attn_dim=arg('attn_dim'), impl=cfsa_impl, frame_weight=frame_weight,
-                      tokens=cfsa_tokens, values=cfsa_values, dtype=arg('dtype'),
+                      tokens=cfsa_tokens, values=cfsa_values, out_init=cfsa_out_init,
+                      dtype=arg('dtype'),
                       rngs=image_args['rngs'])
         for level in self.levels])
 
