@@ -21,7 +21,7 @@ W_o is Xavier-initialised, or 0 with `out_init='zeros'` (V̂ = 0 at the start).
 
 β are column sums: row sums are constant (each query's attention sums to 1), as
 decided for Eq.4, and Eq.11 normalises β like Eq.4 (`frame_weight`, see
-cmsa._word_weights): 'sum' literally, 'mean' as the fraction β / (hw T_valid) and
+cmsa.word_weights): 'sum' literally, 'mean' as the fraction β / (hw T_valid) and
 'temperature' as exp(t) T_valid times that fraction with a learnable t.
 
 Edge-padded frames (a video shorter than the clip repeats its first or last
@@ -79,7 +79,7 @@ def dense_attention(q, k, v, frame_mask):
   b, t, hw, d = q.shape
   flat = lambda x: x.reshape(b, t * hw, d)
   logits = jnp.einsum('bid,bjd->bij', flat(q), flat(k)).astype(jnp.float32)  # Eq.9
-  attn = cmsa._masked_softmax(logits, jnp.repeat(frame_mask, hw, axis=1)[:, None, :])  # pylint: disable=protected-access
+  attn = cmsa.masked_softmax(logits, jnp.repeat(frame_mask, hw, axis=1)[:, None, :])
   out = jnp.einsum('bij,bjd->bid', attn.astype(v.dtype), flat(v)).reshape(q.shape)
   blocks = attn.reshape(b, t, hw, t, hw)
   return out, jnp.einsum('bspuq->bsu', blocks) / hw
@@ -140,7 +140,7 @@ class CFSA(nnx.Module):
                values: str = 'linear', out_init: str = 'xavier', dtype=jnp.float32,
                rngs: nnx.Rngs):
     check_choices(impl, frame_weight, tokens, values)
-    cmsa._check_choice('cfsa_out_init', out_init, OUT_INITS)  # pylint: disable=protected-access
+    cmsa.check_choice('cfsa_out_init', out_init, OUT_INITS)
     self.visual_dim, self.impl, self.frame_weight, self.dtype = visual_dim, impl, frame_weight, dtype
     self.tokens, self.values = tokens, values
     in_dim = visual_dim + (multimodal.SPATIAL_DIM + TIME_DIM if tokens == 'position' else 0)
@@ -184,7 +184,7 @@ class CFSA(nnx.Module):
     frame_attention = frame_attention * frame_mask[:, :, None]  # Valid queries only.
     received = jnp.sum(frame_attention, axis=1) * hw
     temperature = self.frame_log_temperature[...] if self.frame_weight == 'temperature' else None
-    weights = cmsa._word_weights(received, frame_mask, hw, self.frame_weight, temperature)  # pylint: disable=protected-access
+    weights = cmsa.word_weights(received, frame_mask, hw, self.frame_weight, temperature)
     # Eq.11 before W_o (linear, and sum_t α_t = 1): V̂ = W_o sum_t α_t attended_t + b_o.
     pooled = jnp.einsum('bt,btpd->bpd', weights.astype(attended.dtype), attended)
     features = visual[:, centre] + self.out(pooled)
@@ -213,10 +213,10 @@ class CFSA(nnx.Module):
 
 def check_choices(impl: str, frame_weight: str, tokens: str, values: str) -> None:
   """ConfigError for an unknown choice or an incompatible pair (one line naming both)."""
-  cmsa._check_choice('cfsa_impl', impl, IMPLS)  # pylint: disable=protected-access
-  cmsa._check_choice('frame_weight', frame_weight, FRAME_WEIGHTS)  # pylint: disable=protected-access
-  cmsa._check_choice('cfsa_tokens', tokens, TOKENS)  # pylint: disable=protected-access
-  cmsa._check_choice('cfsa_values', values, VALUES)  # pylint: disable=protected-access
+  cmsa.check_choice('cfsa_impl', impl, IMPLS)
+  cmsa.check_choice('frame_weight', frame_weight, FRAME_WEIGHTS)
+  cmsa.check_choice('cfsa_tokens', tokens, TOKENS)
+  cmsa.check_choice('cfsa_values', values, VALUES)
   if values == 'moments' and tokens == 'visual':
     raise errors.ConfigError(
         "cfsa_values='moments' with cfsa_tokens='visual': moments weight the tokens by "

@@ -64,7 +64,7 @@ class Model(cmsa_image.Model):
     if frames.ndim != 5 or frames.shape[1] % 2 != 1 or frame_mask.shape != frames.shape[:2]:
       raise ValueError(f'frames must be (B, T odd, H, W, 3) with frame_mask (B, T), got '
                        f'{frames.shape} and {frame_mask.shape}.')
-    cmsa_image._check_inputs(frames[:, frames.shape[1] // 2], tokens, token_mask)  # pylint: disable=protected-access
+    cmsa_image.check_inputs(frames[:, frames.shape[1] // 2], tokens, token_mask)
     return self.head(self.features(frames), frame_mask, tokens, token_mask, frames.shape[2:4])
 
   def features(self, frames: jax.Array) -> dict[str, jax.Array]:
