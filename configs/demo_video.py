@@ -38,6 +38,7 @@ def get_config():
   # alone, CFSA reads a shape's direction of motion at 0.31, with these at 0.86).
   config.model.cfsa_tokens = 'position'
   config.model.cfsa_values = 'linear'
+  config.model.cfsa_out_init = 'xavier'  # 'zeros': V̂ = 0 at the start (a video-table row).
 
   config.num_train_steps = 800
   config.checkpoint_every_steps = 400
