@@ -241,3 +241,52 @@ def cfsa_features(module, visual, frame_mask, frame_weight):
     outputs[1].append(alpha)
     outputs[2].append(pair)
   return [np.stack(o) for o in outputs]
+
+
+# --- BERT (Devlin et al., 2019; the Transformer encoder of Vaswani et al., 2017), float64.
+
+def _layer_norm(x, weight, bias, eps=1e-12):
+  mean = x.mean(-1, keepdims=True)
+  var = ((x - mean) ** 2).mean(-1, keepdims=True)  # Biased variance, as BERT's LayerNorm.
+  return (x - mean) / np.sqrt(var + eps) * weight + bias
+
+
+def _gelu(x):
+  """GELU, erf form: x * Phi(x)."""
+  from scipy.special import erf  # pylint: disable=g-import-not-at-top
+  return 0.5 * x * (1 + erf(x / np.sqrt(2)))
+
+
+def bert_encoder(sd, ids, mask, heads):
+  """BERT's last hidden states (B, T, D) of packed sequences `ids` (B, T) with
+  attention mask (B, T) (False on [PAD] at the end), segment 0 everywhere.
+
+  `sd`: torch-layout state dict (Linear weight (out, in)), no `bert.` prefix.
+  """
+  sd = {k: np.asarray(v, np.float64) for k, v in sd.items()}
+  b, t = ids.shape
+  x = (sd['embeddings.word_embeddings.weight'][ids]
+       + sd['embeddings.position_embeddings.weight'][np.arange(t)][None]
+       + sd['embeddings.token_type_embeddings.weight'][0][None, None])
+  x = _layer_norm(x, sd['embeddings.LayerNorm.weight'], sd['embeddings.LayerNorm.bias'])
+  linear = lambda y, key: y @ sd[f'{key}.weight'].T + sd[f'{key}.bias']
+  layer = 0
+  while f'encoder.layer.{layer}.attention.self.query.weight' in sd:
+    p = f'encoder.layer.{layer}'
+    d = x.shape[-1]
+    dh = d // heads
+    out = np.zeros_like(x)
+    for h in range(heads):
+      cols = slice(h * dh, (h + 1) * dh)
+      q = linear(x, f'{p}.attention.self.query')[..., cols]
+      k = linear(x, f'{p}.attention.self.key')[..., cols]
+      v = linear(x, f'{p}.attention.self.value')[..., cols]
+      scores = q @ k.transpose(0, 2, 1) / np.sqrt(dh) + np.where(mask[:, None, :], 0, -1e9)
+      out[..., cols] = softmax(scores) @ v
+    x = _layer_norm(x + linear(out, f'{p}.attention.output.dense'),
+                    sd[f'{p}.attention.output.LayerNorm.weight'],
+                    sd[f'{p}.attention.output.LayerNorm.bias'])
+    ffn = linear(_gelu(linear(x, f'{p}.intermediate.dense')), f'{p}.output.dense')
+    x = _layer_norm(x + ffn, sd[f'{p}.output.LayerNorm.weight'], sd[f'{p}.output.LayerNorm.bias'])
+    layer += 1
+  return x

@@ -1,0 +1,1 @@
+"""Text encoders: Eq.1's word features e_n."""

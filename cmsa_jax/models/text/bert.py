@@ -1,0 +1,223 @@
+"""A pretrained BERT encoder (Devlin et al., 2019) as Eq.1's word features e_n.
+
+The encoder is BERT's: embeddings (word + position + token type 0, LayerNorm),
+then post-LN transformer layers (multi-head self-attention, residual,
+LayerNorm; GELU feed-forward (erf form), residual, LayerNorm), LayerNorm eps
+1e-12, padding masked out of every attention. No dropout: the encoder is used
+frozen or fine-tuned without it.
+
+Input: piece ids (B, N, K) from `cmsa_jax.data.wordpiece` -- the first K
+WordPiece ids of each of the N words, negative ids on empty slots -- and the
+word mask (B, N). BERT reads [CLS] + the pieces in order + [SEP]: the empty
+slots stay in the sequence but are masked out of the attention and skipped
+by the position ids, so every piece gets exactly the output of BERT on the
+packed sequence while the batch keeps its static (B, N, K) shape.
+
+Per word, e_n is the output of its FIRST piece (`subword_pooling='first'`),
+as Devlin et al. (Sec. 5.3) do for per-word tagging: a word's first piece
+attends to its other pieces and to the whole expression, and the choice
+does not depend on how many pieces were kept. 'mean' (the mean over the
+word's kept pieces) is the switch for comparing.
+
+Weights: `load(path)` reads a HuggingFace/PyTorch `model.safetensors` with
+BERT's key names, with or without the `bert.` prefix, LayerNorm as
+weight/bias or gamma/beta (bert-base-uncased's own file uses gamma/beta);
+the pooler and pre-training/classifier heads are ignored. Nothing is
+downloaded: a missing file is an error saying where to get one.
+"""
+
+import fnmatch
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from cmsa_jax import errors
+
+LAYER_NORM_EPS = 1e-12
+POOLINGS = ('first', 'mean')
+CHECKPOINT_HELP = (
+    'Download a BERT checkpoint on a machine with internet, e.g. model.safetensors from the '
+    'files of bert-base-uncased (https://huggingface.co/google-bert/bert-base-uncased/tree/main), '
+    'with its tokenizer.json or vocab.txt.')
+# Keys of BERT checkpoints with no counterpart in the encoder (after the `bert.` prefix).
+IGNORED = ('pooler.*', 'cls.*', 'classifier.*', 'qa_outputs.*', '*position_ids')
+PREFIX = 'bert.'
+
+
+def _init(key, shape, dtype=jnp.float32):
+  """BERT's initializer: normal, stddev 0.02."""
+  return 0.02 * jax.random.normal(key, shape, dtype)
+
+
+class Layer(nnx.Module):
+  """One post-LN transformer layer of BERT."""
+
+  def __init__(self, hidden, heads, intermediate, *, dtype, rngs):
+    dense = lambda i, o: nnx.Linear(i, o, kernel_init=_init, dtype=dtype, rngs=rngs)
+    norm = lambda: nnx.LayerNorm(hidden, epsilon=LAYER_NORM_EPS, dtype=dtype, rngs=rngs)
+    self.heads = heads
+    self.query, self.key, self.value = (dense(hidden, hidden) for _ in range(3))
+    self.attention_output, self.attention_norm = dense(hidden, hidden), norm()
+    self.intermediate, self.output = dense(hidden, intermediate), dense(intermediate, hidden)
+    self.output_norm = norm()
+
+  def __call__(self, x, mask):
+    """x: (B, T, D); mask: (B, T) bool, False on slots no one attends to."""
+    b, t, d = x.shape
+    split = lambda y: y.reshape(b, t, self.heads, d // self.heads)
+    q, k, v = split(self.query(x)), split(self.key(x)), split(self.value(x))
+    scores = jnp.einsum('bqhd,bkhd->bhqk', q, k).astype(jnp.float32) / np.sqrt(d // self.heads)
+    scores = jnp.where(mask[:, None, None, :], scores, -jnp.inf)
+    attention = jax.nn.softmax(scores, axis=-1).astype(x.dtype)
+    context = jnp.einsum('bhqk,bkhd->bqhd', attention, v).reshape(b, t, d)
+    x = self.attention_norm(x + self.attention_output(context))
+    return self.output_norm(x + self.output(jax.nn.gelu(self.intermediate(x), approximate=False)))
+
+
+class Bert(nnx.Module):
+  """BERT over each expression's pieces -> per-word features (B, N, hidden)."""
+
+  def __init__(self, *, vocab_size: int, cls_id: int, sep_id: int, layers: int = 12,
+               hidden: int = 768, heads: int = 12, intermediate: int = 3072,
+               max_positions: int = 512, type_vocab: int = 2, subword_pooling: str = 'first',
+               frozen: bool = True, dtype=jnp.float32, rngs: nnx.Rngs):
+    if subword_pooling not in POOLINGS:
+      raise errors.ConfigError(f'subword_pooling must be one of {POOLINGS}, got '
+                               f'{subword_pooling!r}')
+    if hidden % heads:
+      raise errors.ConfigError(f'BERT hidden size {hidden} is not a multiple of heads {heads}')
+    embed = lambda n: nnx.Embed(n, hidden, embedding_init=_init, dtype=dtype, rngs=rngs)
+    self.word_embeddings = embed(vocab_size)
+    self.position_embeddings = embed(max_positions)
+    self.token_type_embeddings = embed(type_vocab)
+    self.embeddings_norm = nnx.LayerNorm(hidden, epsilon=LAYER_NORM_EPS, dtype=dtype, rngs=rngs)
+    self.layers = nnx.List([Layer(hidden, heads, intermediate, dtype=dtype, rngs=rngs)
+                            for _ in range(layers)])
+    self.cls_id, self.sep_id = cls_id, sep_id
+    self.subword_pooling = subword_pooling
+    self.frozen = frozen
+    self.width = hidden
+    self.max_positions = max_positions
+
+  def __call__(self, tokens: jax.Array, token_mask: jax.Array) -> jax.Array:
+    """tokens: (B, N, K) int piece ids, negative on empty slots; token_mask: (B, N)
+    bool, True on words. Returns (B, N, hidden), 0 on padding words."""
+    if tokens.ndim != 3 or token_mask.shape != tokens.shape[:2]:
+      raise ValueError(f'BERT takes piece ids (B, N, K) and a word mask (B, N); got tokens '
+                       f'{tokens.shape}, token_mask {token_mask.shape}.')
+    b, n, k = tokens.shape
+    if n * k + 2 > self.max_positions:
+      raise errors.ConfigError(f'{n} words x {k} pieces + [CLS] + [SEP] exceed BERT\'s '
+                               f'{self.max_positions} positions; lower max_words or max_pieces.')
+    valid = ((tokens >= 0) & token_mask[..., None]).reshape(b, n * k)
+    column = lambda value: jnp.full((b, 1), value, jnp.int32)
+    ids = jnp.concatenate([column(self.cls_id), jnp.where(valid, tokens.reshape(b, n * k), 0),
+                           column(self.sep_id)], 1)
+    mask = jnp.concatenate([column(1) > 0, valid, column(1) > 0], 1)
+    # Positions of the packed sequence: [CLS] 0, the pieces 1.., [SEP] after the last.
+    count = jnp.cumsum(valid, 1)
+    positions = jnp.concatenate([column(0), jnp.where(valid, count, 0), 1 + count[:, -1:]], 1)
+    x = (self.word_embeddings(ids) + self.position_embeddings(positions)
+         + self.token_type_embeddings(jnp.zeros_like(ids)))
+    x = self.embeddings_norm(x)
+    for layer in self.layers:
+      x = layer(x, mask)
+    pieces = x[:, 1:-1].reshape(b, n, k, self.width)
+    if self.subword_pooling == 'first':
+      words = pieces[:, :, 0]
+    else:
+      weight = valid.reshape(b, n, k, 1).astype(x.dtype)
+      words = jnp.sum(pieces * weight, 2) / jnp.maximum(jnp.sum(weight, 2), 1)
+    return jnp.where(token_mask[..., None], words, 0)
+
+  def key_table(self):
+    """Checkpoint key (without `bert.`) -> (nnx path, transposed?) for every parameter."""
+    table = {f'embeddings.{name}.weight': ((name, 'embedding'), False)
+             for name in ('word_embeddings', 'position_embeddings', 'token_type_embeddings')}
+    table.update(_norm('embeddings.LayerNorm', ('embeddings_norm',)))
+    for i in range(len(self.layers)):
+      key, path = f'encoder.layer.{i}', ('layers', i)
+      for torch_name, name in (('attention.self.query', 'query'), ('attention.self.key', 'key'),
+                               ('attention.self.value', 'value'),
+                               ('attention.output.dense', 'attention_output'),
+                               ('intermediate.dense', 'intermediate'),
+                               ('output.dense', 'output')):
+        table[f'{key}.{torch_name}.weight'] = (path + (name, 'kernel'), True)  # (out, in)
+        table[f'{key}.{torch_name}.bias'] = (path + (name, 'bias'), False)
+      table.update(_norm(f'{key}.attention.output.LayerNorm', path + ('attention_norm',)))
+      table.update(_norm(f'{key}.output.LayerNorm', path + ('output_norm',)))
+    return table
+
+  def load(self, path, *, tokenizer=''):
+    """Copies a BERT checkpoint (.safetensors) into the encoder, every tensor shape-checked.
+
+    Raises errors.NotFoundError for a missing file, errors.ConfigError naming
+    both sizes when the checkpoint's vocabulary differs from the tokenizer's
+    (`tokenizer` names that file) and a one-line errors.ConfigError listing
+    every missing, unexpected and mis-shaped key; the encoder is then unchanged.
+    """
+    stored = read_checkpoint(path)
+    table = self.key_table()
+    variables = dict(nnx.to_flat_state(nnx.state(self, nnx.Param)))
+    rows = np.shape(stored.get('embeddings.word_embeddings.weight', ()))[:1]
+    vocab_size = variables[('word_embeddings', 'embedding')].shape[0]
+    if rows and rows[0] != vocab_size:
+      raise errors.ConfigError(
+          f'the tokenizer {tokenizer} has {vocab_size} pieces but the BERT checkpoint {path} '
+          f'embeds {rows[0]}: use the tokenizer file of that checkpoint.')
+    values, problems = {}, []
+    for key, value in stored.items():
+      if key not in table:
+        if not any(fnmatch.fnmatchcase(key, p) for p in IGNORED):
+          problems.append(f'unexpected {key} {value.shape}')
+        continue
+      param, transposed = table[key]
+      value = value.T if transposed else value
+      want = variables[param].shape
+      if value.shape != want:
+        problems.append(f'mis-shaped {key}: file {value.shape[::-1] if transposed else value.shape}'
+                        f', encoder {want[::-1] if transposed else want}')
+      values[param] = value
+    problems += [f'missing {k}' for k in sorted(table.keys() - stored.keys())]
+    if problems:
+      raise errors.ConfigError(
+          f'BERT checkpoint {path} does not fit the encoder ({len(self.layers)} layers, hidden '
+          f'{self.width}): {len(problems)} keys differ: {"; ".join(problems[:20])}'
+          + (f'; ... (+{len(problems) - 20} more)' if len(problems) > 20 else ''))
+    nnx.update(self, nnx.from_flat_state(
+        [(p, jnp.asarray(v, variables[p].dtype)) for p, v in values.items()]))
+
+
+def _norm(key, path):
+  """A LayerNorm's keys: weight/bias, or gamma/beta (older checkpoints, bert-base-uncased)."""
+  return {f'{key}.{name}': (path + (param,), False)
+          for name, param in (('weight', 'scale'), ('bias', 'bias'))}
+
+
+_LEGACY_NORM = {'.LayerNorm.gamma': '.LayerNorm.weight', '.LayerNorm.beta': '.LayerNorm.bias'}
+
+
+def read_checkpoint(path):
+  """{key: float32 array} of a BERT .safetensors file, keys without `bert.`, LayerNorm as weight/bias."""
+  if not path or not os.path.isfile(path):
+    raise errors.NotFoundError(f'no BERT checkpoint at {path!r}. {CHECKPOINT_HELP}')
+  if not path.endswith('.safetensors'):
+    raise errors.ConfigError(f'BERT checkpoint {path}: expected a .safetensors file '
+                             f'(e.g. model.safetensors). {CHECKPOINT_HELP}')
+  from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
+  try:
+    stored = load_file(path)
+  except Exception as e:  # pylint: disable=broad-except  # safetensors raises its own kinds.
+    raise errors.ConfigError(f'BERT checkpoint {path} is not a readable safetensors file '
+                             f'({type(e).__name__}: {e}).') from None
+  if any(k.startswith(PREFIX + 'embeddings.') for k in stored):
+    stored = {k.removeprefix(PREFIX): v for k, v in stored.items()}
+  out = {}
+  for key, value in stored.items():
+    for old, new in _LEGACY_NORM.items():
+      key = key[:-len(old)] + new if key.endswith(old) else key
+    out[key] = np.asarray(value, np.float32) if value.dtype.kind == 'f' else value
+  return out

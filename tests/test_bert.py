@@ -1,0 +1,144 @@
+"""The BERT text encoder against a NumPy reference written from BERT's definition
+(tests/references.py), with random weights written to a safetensors file here."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+from safetensors.numpy import save_file
+
+from cmsa_jax import errors
+from cmsa_jax.data import wordpiece
+from cmsa_jax.models.text import bert
+from tests import helpers
+from tests import references
+
+HEADS = 4
+EXPRESSIONS = ('the small red squares, left of the circle', 'the rightmost man',
+               'un-wanted running triangle that is not blue')
+
+
+def _tokenizer(tmp_path, max_pieces=3):
+  path = helpers.write_vocab_txt(tmp_path / 'vocab.txt')
+  return wordpiece.WordPieceTokenizer.load(str(path), max_pieces=max_pieces)
+
+
+def _encoder(tok, pooling='first', **kwargs):
+  return bert.Bert(vocab_size=len(tok), cls_id=tok.cls_id, sep_id=tok.sep_id, layers=2,
+                   hidden=32, heads=HEADS, intermediate=64, max_positions=64,
+                   subword_pooling=pooling, rngs=nnx.Rngs(0), **kwargs)
+
+
+def _save(tmp_path, sd, name='model.safetensors'):
+  path = tmp_path / name
+  save_file(sd, str(path))
+  return str(path)
+
+
+def _reference_words(sd, tok, expressions, max_words, pooling):
+  """Per-word features from BERT run on the PACKED sequences [CLS] pieces [SEP] [PAD]..."""
+  sd = {k.removeprefix('bert.'): v for k, v in sd.items()}
+  encoded = [tok.encode(e, max_words) for e in expressions]
+  sequences = []
+  for ids, mask in encoded:
+    sequences.append([tok.cls_id] + [i for row in ids[mask] for i in row if i >= 0]
+                     + [tok.sep_id])
+  t = max(map(len, sequences))
+  packed = np.array([s + [tok.pad_id] * (t - len(s)) for s in sequences])
+  attend = np.array([[j < len(s) for j in range(t)] for s in sequences])
+  hidden = references.bert_encoder(sd, packed, attend, HEADS)
+  out = np.zeros((len(expressions), max_words, hidden.shape[-1]))
+  for b, (ids, mask) in enumerate(encoded):
+    start = 1
+    for n in np.flatnonzero(mask):
+      count = int((ids[n] >= 0).sum())
+      pieces = hidden[b, start:start + count]
+      out[b, n] = pieces[0] if pooling == 'first' else pieces.mean(0)
+      start += count
+  return out
+
+
+@pytest.mark.parametrize('pooling', ['first', 'mean'])
+@pytest.mark.parametrize('prefix, legacy_norm', [('bert.', True), ('', False)])
+def test_matches_reference(tmp_path, pooling, prefix, legacy_norm):
+  tok = _tokenizer(tmp_path)
+  sd = helpers.bert_state_dict(len(tok), prefix=prefix, legacy_norm=legacy_norm)
+  encoder = _encoder(tok, pooling)
+  encoder.load(_save(tmp_path, sd))
+  ids, mask = map(np.stack, zip(*(tok.encode(e, 12) for e in EXPRESSIONS)))
+  assert (ids[:, :, 1] >= 0).any() and (ids[:, :, 1] < 0).any()  # Multi-piece words and gaps.
+  got = np.asarray(encoder(jnp.asarray(ids), jnp.asarray(mask)))
+  sd = {k.replace('.gamma', '.weight').replace('.beta', '.bias'): v for k, v in sd.items()}
+  want = _reference_words(sd, tok, EXPRESSIONS, 12, pooling)
+  assert got.shape == (3, 12, 32)
+  np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+  assert np.abs(want[mask]).min() > 0 and (got[~mask] == 0).all()
+  # A later word changes an earlier word's feature: the encoder is contextual.
+  other, other_mask = tok.encode('the rightmost circle', 12)
+  changed = np.asarray(encoder(jnp.asarray(other[None]), jnp.asarray(other_mask[None])))
+  assert np.abs(changed[0, 0] - got[1, 0]).max() > 1e-3
+
+
+def test_random_init_is_not_the_checkpoint(tmp_path):
+  tok = _tokenizer(tmp_path)
+  sd = helpers.bert_state_dict(len(tok))
+  encoder = _encoder(tok)
+  ids, mask = tok.encode(EXPRESSIONS[0], 12)
+  before = np.asarray(encoder(jnp.asarray(ids[None]), jnp.asarray(mask[None])))
+  encoder.load(_save(tmp_path, sd))
+  after = np.asarray(encoder(jnp.asarray(ids[None]), jnp.asarray(mask[None])))
+  assert np.abs(after - before).max() > 0.1
+
+
+def test_missing_and_mis_shaped_keys_are_listed_in_one_line(tmp_path):
+  tok = _tokenizer(tmp_path)
+  sd = helpers.bert_state_dict(len(tok))
+  del sd['bert.encoder.layer.1.output.dense.bias']
+  sd['bert.encoder.layer.0.intermediate.dense.weight'] = np.zeros((48, 32), np.float32)
+  sd['bert.encoder.layer.2.output.dense.bias'] = np.zeros(32, np.float32)
+  encoder = _encoder(tok)
+  before = nnx.state(encoder)
+  with pytest.raises(errors.ConfigError) as e:
+    encoder.load(_save(tmp_path, sd))
+  message = str(e.value)
+  assert '\n' not in message and '3 keys differ' in message
+  assert 'missing encoder.layer.1.output.dense.bias' in message
+  assert 'mis-shaped encoder.layer.0.intermediate.dense.weight: file (48, 32), encoder (64, 32)' \
+      in message
+  assert 'unexpected encoder.layer.2.output.dense.bias' in message
+  np.testing.assert_array_equal(nnx.state(encoder)['word_embeddings']['embedding'][...],
+                                before['word_embeddings']['embedding'][...])
+
+
+def test_tokenizer_of_another_vocabulary_size(tmp_path):
+  tok = _tokenizer(tmp_path)
+  sd = helpers.bert_state_dict(len(tok) + 5)
+  with pytest.raises(errors.ConfigError) as e:
+    _encoder(tok).load(_save(tmp_path, sd), tokenizer='vocab.txt')
+  assert f'has {len(tok)} pieces' in str(e.value) and f'embeds {len(tok) + 5}' in str(e.value)
+
+
+def test_missing_or_wrong_checkpoint_file(tmp_path):
+  encoder = _encoder(_tokenizer(tmp_path))
+  with pytest.raises(errors.NotFoundError, match='bert-base-uncased') as e:
+    encoder.load(str(tmp_path / 'model.safetensors'))
+  assert '\n' not in str(e.value)
+  (tmp_path / 'model.bin').write_bytes(b'x')
+  with pytest.raises(errors.ConfigError, match='expected a .safetensors file'):
+    encoder.load(str(tmp_path / 'model.bin'))
+  (tmp_path / 'model.safetensors').write_bytes(b'not safetensors')
+  with pytest.raises(errors.ConfigError, match='not a readable safetensors file'):
+    encoder.load(str(tmp_path / 'model.safetensors'))
+
+
+def test_too_many_positions_and_bad_options(tmp_path):
+  tok = _tokenizer(tmp_path, max_pieces=4)
+  ids, mask = tok.encode('the man', 16)  # 16 x 4 + 2 > 64 positions.
+  with pytest.raises(errors.ConfigError, match='exceed BERT'):
+    _encoder(tok)(jnp.asarray(ids[None]), jnp.asarray(mask[None]))
+  with pytest.raises(errors.ConfigError, match='subword_pooling'):
+    _encoder(tok, 'last')
+
+
+def test_empty_piece_marker_is_the_encoders():
+  assert wordpiece.NO_PIECE < 0  # bert.Bert skips negative ids.
