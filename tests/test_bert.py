@@ -8,7 +8,7 @@ from flax import nnx
 from safetensors.numpy import save_file
 
 from cmsa_jax import errors
-from cmsa_jax.data import wordpiece
+from cmsa_jax.models.text import wordpiece
 from cmsa_jax.models.text import bert
 from tests import helpers
 from tests import references
@@ -18,15 +18,18 @@ EXPRESSIONS = ('the small red squares, left of the circle', 'the rightmost man',
                'un-wanted running triangle that is not blue')
 
 
+TINY = dict(cls_id=3, sep_id=4, layers=2, hidden=32, heads=HEADS, intermediate=64,
+            max_positions=64)
+
+
 def _tokenizer(tmp_path, max_pieces=3):
   path = helpers.write_vocab_txt(tmp_path / 'vocab.txt')
-  return wordpiece.WordPieceTokenizer.load(str(path), max_pieces=max_pieces)
+  return bert.Bert.tokenizer(tokenizer=str(path), max_pieces=max_pieces, **TINY)
 
 
-def _encoder(tok, pooling='first', **kwargs):
-  return bert.Bert(vocab_size=len(tok), cls_id=tok.cls_id, sep_id=tok.sep_id, layers=2,
-                   hidden=32, heads=HEADS, intermediate=64, max_positions=64,
-                   subword_pooling=pooling, rngs=nnx.Rngs(0), **kwargs)
+def _encoder(tok, pooling='first'):
+  return bert.Bert(vocab_size=len(tok), tokenizer='vocab.txt', subword_pooling=pooling,
+                   rngs=nnx.Rngs(0), **TINY)
 
 
 def _save(tmp_path, sd, name='model.safetensors'):
@@ -114,8 +117,8 @@ def test_tokenizer_of_another_vocabulary_size(tmp_path):
   tok = _tokenizer(tmp_path)
   sd = helpers.bert_state_dict(len(tok) + 5)
   with pytest.raises(errors.ConfigError) as e:
-    _encoder(tok).load(_save(tmp_path, sd), tokenizer='vocab.txt')
-  assert f'has {len(tok)} pieces' in str(e.value) and f'embeds {len(tok) + 5}' in str(e.value)
+    _encoder(tok).load(_save(tmp_path, sd))
+  assert 'tokenizer vocab.txt' in str(e.value) and f'has {len(tok)} pieces' in str(e.value) and f'embeds {len(tok) + 5}' in str(e.value)
 
 
 def test_missing_or_wrong_checkpoint_file(tmp_path):
@@ -138,6 +141,12 @@ def test_too_many_positions_and_bad_options(tmp_path):
     _encoder(tok)(jnp.asarray(ids[None]), jnp.asarray(mask[None]))
   with pytest.raises(errors.ConfigError, match='subword_pooling'):
     _encoder(tok, 'last')
+
+
+def test_tokenizer_special_ids_must_match_the_config(tmp_path):
+  path = helpers.write_vocab_txt(tmp_path / 'vocab.txt')
+  with pytest.raises(errors.ConfigError, match='text_args.cls_id=3 and sep_id=4'):
+    bert.Bert.tokenizer(tokenizer=str(path))  # Google's ids 101, 102.
 
 
 def test_empty_piece_marker_is_the_encoders():

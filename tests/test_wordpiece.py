@@ -8,7 +8,7 @@ import pytest
 
 from cmsa_jax import errors
 from cmsa_jax.data import text
-from cmsa_jax.data import wordpiece
+from cmsa_jax.models.text import wordpiece
 from tests import helpers
 
 # The vocabulary of google-research/bert tokenization_test.py's WordPiece test.
@@ -112,13 +112,12 @@ def test_vocab_txt_case_is_inferred(tmp_path):
 
 def test_round_trip_through_the_checkpoint_dict(tmp_path):
   tok = _tokenizer(tmp_path, helpers.TINY_PIECES, max_pieces=3)
-  restored = text.vocabulary_from_dict(json.loads(json.dumps(tok.to_dict())))
-  assert isinstance(restored, wordpiece.WordPieceTokenizer)
+  restored = wordpiece.WordPieceTokenizer.from_dict(json.loads(json.dumps(tok.to_dict())))
   assert restored.words == tok.words and restored.max_pieces == 3
   for a, b in zip(restored.encode('the leftmost circle'), tok.encode('the leftmost circle')):
     np.testing.assert_array_equal(a, b)
-  assert isinstance(text.vocabulary_from_dict(text.Vocabulary.build(['a b']).to_dict()),
-                    text.Vocabulary)
+  with pytest.raises(ValueError, match='expected a dict with format'):
+    wordpiece.WordPieceTokenizer.from_dict(text.Vocabulary.build(['a b']).to_dict())
 
 
 @pytest.mark.parametrize('content, match', [

@@ -23,7 +23,6 @@ from absl import logging
 import numpy as np
 
 from cmsa_jax import errors
-from cmsa_jax.data import wordpiece
 
 PAD, UNK = 0, 1
 _SPECIAL = ('<pad>', '<unk>')
@@ -132,9 +131,3 @@ class Vocabulary:
     except ValueError as e:  # json.JSONDecodeError is one too.
       raise ValueError(f'malformed vocabulary file {path}: {e}') from e
 
-
-def vocabulary_from_dict(content):
-  """The Vocabulary or WordPieceTokenizer of a `to_dict` (as saved with a checkpoint)."""
-  if isinstance(content, dict) and content.get('format') == wordpiece.FORMAT:
-    return wordpiece.WordPieceTokenizer.from_dict(content)
-  return Vocabulary.from_dict(content)

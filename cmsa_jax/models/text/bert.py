@@ -35,6 +35,7 @@ import numpy as np
 from flax import nnx
 
 from cmsa_jax import errors
+from cmsa_jax.models.text import wordpiece
 
 LAYER_NORM_EPS = 1e-12
 POOLINGS = ('first', 'mean')
@@ -80,10 +81,12 @@ class Layer(nnx.Module):
 class Bert(nnx.Module):
   """BERT over each expression's pieces -> per-word features (B, N, hidden)."""
 
-  def __init__(self, *, vocab_size: int, cls_id: int, sep_id: int, layers: int = 12,
-               hidden: int = 768, heads: int = 12, intermediate: int = 3072,
+  def __init__(self, *, vocab_size: int, tokenizer: str = '', max_pieces: int = 4,
+               lowercase: bool | None = None, cls_id: int = 101, sep_id: int = 102,
+               layers: int = 12, hidden: int = 768, heads: int = 12, intermediate: int = 3072,
                max_positions: int = 512, type_vocab: int = 2, subword_pooling: str = 'first',
                frozen: bool = True, dtype=jnp.float32, rngs: nnx.Rngs):
+    del max_pieces, lowercase  # The tokenizer's (see `tokenizer`).
     if subword_pooling not in POOLINGS:
       raise errors.ConfigError(f'subword_pooling must be one of {POOLINGS}, got '
                                f'{subword_pooling!r}')
@@ -97,10 +100,28 @@ class Bert(nnx.Module):
     self.layers = nnx.List([Layer(hidden, heads, intermediate, dtype=dtype, rngs=rngs)
                             for _ in range(layers)])
     self.cls_id, self.sep_id = cls_id, sep_id
+    self.tokenizer_path = tokenizer
     self.subword_pooling = subword_pooling
     self.frozen = frozen
     self.width = hidden
     self.max_positions = max_positions
+
+  @classmethod
+  def tokenizer(cls, *, tokenizer: str = '', max_pieces: int = 4, lowercase: bool | None = None,
+                cls_id: int = 101, sep_id: int = 102, **unused_args):
+    """The WordPiece tokenizer of file `tokenizer` (tokenizer.json or vocab.txt).
+
+    Its [CLS] and [SEP] ids must be `cls_id` and `sep_id` (those of Google's
+    BERT vocabularies by default), which the config keeps, so a checkpoint of
+    the model restores without the tokenizer file.
+    """
+    tok = wordpiece.WordPieceTokenizer.load(tokenizer, max_pieces=max_pieces, lowercase=lowercase)
+    if (tok.cls_id, tok.sep_id) != (cls_id, sep_id):
+      raise errors.ConfigError(
+          f'the tokenizer {tokenizer} has [CLS] id {tok.cls_id} and [SEP] id {tok.sep_id}, the '
+          f'config {cls_id} and {sep_id}: set config.model.text_args.cls_id={tok.cls_id} and '
+          f'sep_id={tok.sep_id}.')
+    return tok
 
   def __call__(self, tokens: jax.Array, token_mask: jax.Array) -> jax.Array:
     """tokens: (B, N, K) int piece ids, negative on empty slots; token_mask: (B, N)
@@ -151,13 +172,13 @@ class Bert(nnx.Module):
       table.update(_norm(f'{key}.output.LayerNorm', path + ('output_norm',)))
     return table
 
-  def load(self, path, *, tokenizer=''):
+  def load(self, path):
     """Copies a BERT checkpoint (.safetensors) into the encoder, every tensor shape-checked.
 
     Raises errors.NotFoundError for a missing file, errors.ConfigError naming
-    both sizes when the checkpoint's vocabulary differs from the tokenizer's
-    (`tokenizer` names that file) and a one-line errors.ConfigError listing
-    every missing, unexpected and mis-shaped key; the encoder is then unchanged.
+    both sizes when the checkpoint's vocabulary differs from the tokenizer's,
+    and a one-line errors.ConfigError listing every missing, unexpected and
+    mis-shaped key; the encoder is then unchanged.
     """
     stored = read_checkpoint(path)
     table = self.key_table()
@@ -166,7 +187,7 @@ class Bert(nnx.Module):
     vocab_size = variables[('word_embeddings', 'embedding')].shape[0]
     if rows and rows[0] != vocab_size:
       raise errors.ConfigError(
-          f'the tokenizer {tokenizer} has {vocab_size} pieces but the BERT checkpoint {path} '
+          f'the tokenizer {self.tokenizer_path} has {vocab_size} pieces but the BERT checkpoint {path} '
           f'embeds {rows[0]}: use the tokenizer file of that checkpoint.')
     values, problems = {}, []
     for key, value in stored.items():
