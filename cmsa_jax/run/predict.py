@@ -14,7 +14,6 @@ from PIL import Image
 from cmsa_jax import errors
 from cmsa_jax import models
 from cmsa_jax.data import input_pipeline
-from cmsa_jax.data import text
 from cmsa_jax.records import image_io
 from cmsa_jax.run import checkpoints
 from cmsa_jax.run import crf
@@ -42,7 +41,7 @@ def run_model(model, vocab, image, expression, *, image_size, max_words):
   prob = input_pipeline.unpad_and_resize(np.asarray(jax.nn.sigmoid(out['logits'][0])), info)
   heatmap = input_pipeline.unpad_and_resize(upsample(out['heatmap'][0], image_size), info)
   n = int(example['token_mask'].sum())
-  words = text.tokenize(expression)[:n]
+  words = vocab.tokenize(expression)[:n]
   return prob, heatmap, np.asarray(out['word_attention'][0, :, :n]), words
 
 
