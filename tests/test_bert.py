@@ -10,8 +10,8 @@ from safetensors.numpy import save_file
 from cmsa_jax import errors
 from cmsa_jax.models.text import wordpiece
 from cmsa_jax.models.text import bert
-from tests import helpers
-from tests import references
+import helpers
+import references
 
 HEADS = 4
 EXPRESSIONS = ('the small red squares, left of the circle', 'the rightmost man',
@@ -22,14 +22,15 @@ TINY = dict(cls_id=3, sep_id=4, layers=2, hidden=32, heads=HEADS, intermediate=6
             max_positions=64)
 
 
-def _tokenizer(tmp_path, max_pieces=3):
+def _tokenizer(tmp_path, max_pieces=3, max_sequence=32):
   path = helpers.write_vocab_txt(tmp_path / 'vocab.txt')
-  return bert.Bert.tokenizer(tokenizer=str(path), max_pieces=max_pieces, **TINY)
+  return bert.Bert.tokenizer(tokenizer=str(path), max_pieces=max_pieces,
+                             max_sequence=max_sequence, **TINY)
 
 
-def _encoder(tok, pooling='first'):
+def _encoder(tok, pooling='first', max_sequence=32):
   return bert.Bert(vocab_size=len(tok), tokenizer='vocab.txt', subword_pooling=pooling,
-                   rngs=nnx.Rngs(0), **TINY)
+                   max_sequence=max_sequence, rngs=nnx.Rngs(0), **TINY)
 
 
 def _save(tmp_path, sd, name='model.safetensors'):
@@ -80,6 +81,25 @@ def test_matches_reference(tmp_path, pooling, prefix, legacy_norm):
   other, other_mask = tok.encode('the rightmost circle', 12)
   changed = np.asarray(encoder(jnp.asarray(other[None]), jnp.asarray(other_mask[None])))
   assert np.abs(changed[0, 0] - got[1, 0]).max() > 1e-3
+
+
+def test_words_past_max_sequence_are_dropped_by_the_tokenizer(tmp_path):
+  tok = _tokenizer(tmp_path, max_sequence=8)  # [CLS] + 6 pieces + [SEP].
+  ids, mask = tok.encode(EXPRESSIONS[2], 12)
+  # un [UNK](-) want ##ed runn ##ing | triangle: 'triangle' would be the 7th piece.
+  assert mask.sum() == 4 and (ids[mask] >= 0).sum() == 6
+  sd = helpers.bert_state_dict(len(tok))
+  encoder = _encoder(tok, max_sequence=8)
+  encoder.load(_save(tmp_path, sd))
+  got = np.asarray(encoder(jnp.asarray(ids[None]), jnp.asarray(mask[None])))
+  want = _reference_words(sd, tok, EXPRESSIONS[2:], 12, 'first')
+  np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
+  # Pieces past max_sequence in hand-made ids are dropped, their words get no feature.
+  ids[4, 0] = ids[0, 0]
+  mask[4] = True
+  got = np.asarray(encoder(jnp.asarray(ids[None]), jnp.asarray(mask[None])))
+  np.testing.assert_allclose(got[0, :4], want[0, :4], atol=1e-4, rtol=0)
+  assert (got[0, 4] == 0).all()
 
 
 def test_random_init_is_not_the_checkpoint(tmp_path):
@@ -134,11 +154,10 @@ def test_missing_or_wrong_checkpoint_file(tmp_path):
     encoder.load(str(tmp_path / 'model.safetensors'))
 
 
-def test_too_many_positions_and_bad_options(tmp_path):
-  tok = _tokenizer(tmp_path, max_pieces=4)
-  ids, mask = tok.encode('the man', 16)  # 16 x 4 + 2 > 64 positions.
-  with pytest.raises(errors.ConfigError, match='exceed BERT'):
-    _encoder(tok)(jnp.asarray(ids[None]), jnp.asarray(mask[None]))
+def test_bad_options(tmp_path):
+  tok = _tokenizer(tmp_path)
+  with pytest.raises(errors.ConfigError, match=r'max_sequence must be in \[3, max_positions=64\]'):
+    _encoder(tok, max_sequence=65)
   with pytest.raises(errors.ConfigError, match='subword_pooling'):
     _encoder(tok, 'last')
 

@@ -9,7 +9,7 @@ import pytest
 from cmsa_jax import errors
 from cmsa_jax.data import text
 from cmsa_jax.models.text import wordpiece
-from tests import helpers
+import helpers
 
 # The vocabulary of google-research/bert tokenization_test.py's WordPiece test.
 BERT_TEST_PIECES = ('[PAD]', '[UNK]', '[CLS]', '[SEP]', 'want', '##want', '##ed', 'wa', 'un',
@@ -68,6 +68,12 @@ def test_encode_per_word_pieces(tmp_path):
   ids, mask = tok.encode('want ' * 30, max_len=5)
   assert mask.all() and (ids[:, 0] == piece['want']).all() and (ids[:, 1] == no).all()
   assert 'unwanted' in tok and 'xyz' not in tok
+  # [CLS] + 3 pieces + [SEP]: 'running' keeps the one piece that fits, 'want' is dropped.
+  short = _tokenizer(tmp_path, max_pieces=2, max_sequence=5)
+  ids, mask = short.encode('unwanted running want', max_len=6)
+  np.testing.assert_array_equal(ids[:3], [[piece['un'], piece['##want']], [piece['runn'], no],
+                                          [no, no]])
+  np.testing.assert_array_equal(mask, [True, True] + [False] * 4)
 
 
 def test_encode_empty_and_unknown(tmp_path):

@@ -6,12 +6,14 @@ LayerNorm; GELU feed-forward (erf form), residual, LayerNorm), LayerNorm eps
 1e-12, padding masked out of every attention. No dropout: the encoder is used
 frozen or fine-tuned without it.
 
-Input: piece ids (B, N, K) from `cmsa_jax.data.wordpiece` -- the first K
+Input: piece ids (B, N, K) from the tokenizer (wordpiece.py) -- the first K
 WordPiece ids of each of the N words, negative ids on empty slots -- and the
-word mask (B, N). BERT reads [CLS] + the pieces in order + [SEP]: the empty
-slots stay in the sequence but are masked out of the attention and skipped
-by the position ids, so every piece gets exactly the output of BERT on the
-packed sequence while the batch keeps its static (B, N, K) shape.
+word mask (B, N). The encoder packs them into BERT's input [CLS] pieces
+[SEP] [PAD]... of static length min(N K + 2, max_sequence) (the tokenizer
+drops the words that would not fit), runs BERT with the padding masked, and
+gathers each word's pieces back: a batch keeps its static (B, N, K) shape,
+Eq.1 sees at most N words, and BERT's cost is that of the packed length, not
+of N K.
 
 Per word, e_n is the output of its FIRST piece (`subword_pooling='first'`),
 as Devlin et al. (Sec. 5.3) do for per-word tagging: a word's first piece
@@ -82,7 +84,8 @@ class Bert(nnx.Module):
   """BERT over each expression's pieces -> per-word features (B, N, hidden)."""
 
   def __init__(self, *, vocab_size: int, tokenizer: str = '', max_pieces: int = 4,
-               lowercase: bool | None = None, cls_id: int = 101, sep_id: int = 102,
+               max_sequence: int = 32, lowercase: bool | None = None, cls_id: int = 101,
+               sep_id: int = 102,
                layers: int = 12, hidden: int = 768, heads: int = 12, intermediate: int = 3072,
                max_positions: int = 512, type_vocab: int = 2, subword_pooling: str = 'first',
                frozen: bool = True, dtype=jnp.float32, rngs: nnx.Rngs):
@@ -90,6 +93,9 @@ class Bert(nnx.Module):
     if subword_pooling not in POOLINGS:
       raise errors.ConfigError(f'subword_pooling must be one of {POOLINGS}, got '
                                f'{subword_pooling!r}')
+    if not 3 <= max_sequence <= max_positions:
+      raise errors.ConfigError(f'max_sequence must be in [3, max_positions={max_positions}], '
+                               f'got {max_sequence}')
     if hidden % heads:
       raise errors.ConfigError(f'BERT hidden size {hidden} is not a multiple of heads {heads}')
     embed = lambda n: nnx.Embed(n, hidden, embedding_init=_init, dtype=dtype, rngs=rngs)
@@ -104,18 +110,20 @@ class Bert(nnx.Module):
     self.subword_pooling = subword_pooling
     self.frozen = frozen
     self.width = hidden
-    self.max_positions = max_positions
+    self.max_sequence = max_sequence
 
   @classmethod
-  def tokenizer(cls, *, tokenizer: str = '', max_pieces: int = 4, lowercase: bool | None = None,
-                cls_id: int = 101, sep_id: int = 102, **unused_args):
+  def tokenizer(cls, *, tokenizer: str = '', max_pieces: int = 4, max_sequence: int = 32,
+                lowercase: bool | None = None, cls_id: int = 101, sep_id: int = 102,
+                **unused_args):
     """The WordPiece tokenizer of file `tokenizer` (tokenizer.json or vocab.txt).
 
     Its [CLS] and [SEP] ids must be `cls_id` and `sep_id` (those of Google's
     BERT vocabularies by default), which the config keeps, so a checkpoint of
     the model restores without the tokenizer file.
     """
-    tok = wordpiece.WordPieceTokenizer.load(tokenizer, max_pieces=max_pieces, lowercase=lowercase)
+    tok = wordpiece.WordPieceTokenizer.load(tokenizer, max_pieces=max_pieces,
+                                            max_sequence=max_sequence, lowercase=lowercase)
     if (tok.cls_id, tok.sep_id) != (cls_id, sep_id):
       raise errors.ConfigError(
           f'the tokenizer {tokenizer} has [CLS] id {tok.cls_id} and [SEP] id {tok.sep_id}, the '
@@ -130,29 +138,30 @@ class Bert(nnx.Module):
       raise ValueError(f'BERT takes piece ids (B, N, K) and a word mask (B, N); got tokens '
                        f'{tokens.shape}, token_mask {token_mask.shape}.')
     b, n, k = tokens.shape
-    if n * k + 2 > self.max_positions:
-      raise errors.ConfigError(f'{n} words x {k} pieces + [CLS] + [SEP] exceed BERT\'s '
-                               f'{self.max_positions} positions; lower max_words or max_pieces.')
-    valid = ((tokens >= 0) & token_mask[..., None]).reshape(b, n * k)
-    column = lambda value: jnp.full((b, 1), value, jnp.int32)
-    ids = jnp.concatenate([column(self.cls_id), jnp.where(valid, tokens.reshape(b, n * k), 0),
-                           column(self.sep_id)], 1)
-    mask = jnp.concatenate([column(1) > 0, valid, column(1) > 0], 1)
-    # Positions of the packed sequence: [CLS] 0, the pieces 1.., [SEP] after the last.
-    count = jnp.cumsum(valid, 1)
-    positions = jnp.concatenate([column(0), jnp.where(valid, count, 0), 1 + count[:, -1:]], 1)
-    x = (self.word_embeddings(ids) + self.position_embeddings(positions)
+    length = min(n * k + 2, self.max_sequence)  # Static: [CLS] pieces [SEP] [PAD]...
+    valid = (tokens >= 0) & token_mask[..., None]
+    slot = jnp.cumsum(valid.reshape(b, n * k), 1).reshape(b, n, k)  # [CLS] is slot 0.
+    valid &= slot <= length - 2  # Pieces past max_sequence (the tokenizer never makes them).
+    count = jnp.sum(valid, (1, 2))
+    rows = jnp.arange(b)
+    ids = jnp.zeros((b, length), jnp.int32).at[:, 0].set(self.cls_id)
+    ids = ids.at[rows[:, None], jnp.where(valid, slot, length).reshape(b, n * k)].set(
+        tokens.reshape(b, n * k), mode='drop')
+    ids = ids.at[rows, count + 1].set(self.sep_id)
+    mask = jnp.arange(length)[None] <= (count + 1)[:, None]
+    x = (self.word_embeddings(ids) + self.position_embeddings(jnp.arange(length))[None]
          + self.token_type_embeddings(jnp.zeros_like(ids)))
     x = self.embeddings_norm(x)
     for layer in self.layers:
       x = layer(x, mask)
-    pieces = x[:, 1:-1].reshape(b, n, k, self.width)
+    pieces = jnp.take_along_axis(x, jnp.where(valid, slot, 0).reshape(b, n * k, 1), 1)
+    pieces = pieces.reshape(b, n, k, self.width)
     if self.subword_pooling == 'first':
       words = pieces[:, :, 0]
     else:
-      weight = valid.reshape(b, n, k, 1).astype(x.dtype)
+      weight = valid[..., None].astype(x.dtype)
       words = jnp.sum(pieces * weight, 2) / jnp.maximum(jnp.sum(weight, 2), 1)
-    return jnp.where(token_mask[..., None], words, 0)
+    return jnp.where((token_mask & valid[:, :, 0])[..., None], words, 0)
 
   def key_table(self):
     """Checkpoint key (without `bert.`) -> (nnx path, transposed?) for every parameter."""
