@@ -170,3 +170,15 @@ def test_tokenizer_special_ids_must_match_the_config(tmp_path):
 
 def test_empty_piece_marker_is_the_encoders():
   assert wordpiece.NO_PIECE < 0  # bert.Bert skips negative ids.
+
+
+def test_fine_tuning_gradients_are_finite_and_reach_only_used_pieces(tmp_path):
+  tok = _tokenizer(tmp_path)
+  encoder = _encoder(tok)
+  ids, mask = map(np.stack, zip(*(tok.encode(e, 12) for e in EXPRESSIONS)))
+  grads = nnx.grad(lambda e: jnp.sum(e(jnp.asarray(ids), jnp.asarray(mask)) ** 2))(encoder)
+  leaves = [np.asarray(g[...]) for _, g in nnx.to_flat_state(grads)]
+  assert all(np.isfinite(g).all() for g in leaves) and all(np.abs(g).max() > 0 for g in leaves)
+  rows = np.abs(np.asarray(grads['word_embeddings']['embedding'][...])).sum(1) > 0
+  used = set(ids[ids >= 0].tolist()) | {tok.cls_id, tok.sep_id}
+  assert set(np.flatnonzero(rows).tolist()) == used
