@@ -44,7 +44,7 @@ POOLINGS = ('first', 'mean')
 CHECKPOINT_HELP = (
     'Download a BERT checkpoint on a machine with internet, e.g. model.safetensors from the '
     'files of bert-base-uncased (https://huggingface.co/google-bert/bert-base-uncased/tree/main), '
-    'with its tokenizer.json or vocab.txt.')
+    'with its tokenizer.json or vocab.txt, and set config.text_encoder_init to it.')
 # Keys of BERT checkpoints with no counterpart in the encoder (after the `bert.` prefix).
 IGNORED = ('pooler.*', 'cls.*', 'classifier.*', 'qa_outputs.*', '*position_ids')
 PREFIX = 'bert.'
@@ -122,6 +122,10 @@ class Bert(nnx.Module):
     BERT vocabularies by default), which the config keeps, so a checkpoint of
     the model restores without the tokenizer file.
     """
+    if not tokenizer or not os.path.isfile(tokenizer):
+      raise errors.NotFoundError(
+          f'config.model.text_args.tokenizer={tokenizer!r}: no such file. '
+          f'{wordpiece.TOKENIZER_HELP}')
     tok = wordpiece.WordPieceTokenizer.load(tokenizer, max_pieces=max_pieces,
                                             max_sequence=max_sequence, lowercase=lowercase)
     if (tok.cls_id, tok.sep_id) != (cls_id, sep_id):
