@@ -166,6 +166,9 @@ def test_tokenizer_special_ids_must_match_the_config(tmp_path):
   path = helpers.write_vocab_txt(tmp_path / 'vocab.txt')
   with pytest.raises(errors.ConfigError, match='text_args.cls_id=3 and sep_id=4'):
     bert.Bert.tokenizer(tokenizer=str(path))  # Google's ids 101, 102.
+  with pytest.raises(errors.NotFoundError, match='text_args.tokenizer=.*bert-base-uncased') as e:
+    bert.Bert.tokenizer(tokenizer=str(tmp_path / 'tokenizer.json'))
+  assert '\n' not in str(e.value)
 
 
 def test_empty_piece_marker_is_the_encoders():
