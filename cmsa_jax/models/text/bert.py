@@ -28,7 +28,6 @@ the pooler and pre-training/classifier heads are ignored. Nothing is
 downloaded: a missing file is an error saying where to get one.
 """
 
-import fnmatch
 import os
 
 import jax
@@ -37,6 +36,7 @@ import numpy as np
 from flax import nnx
 
 from cmsa_jax import errors
+from cmsa_jax.models import weights
 from cmsa_jax.models.text import wordpiece
 
 LAYER_NORM_EPS = 1e-12
@@ -46,7 +46,11 @@ CHECKPOINT_HELP = (
     'files of bert-base-uncased (https://huggingface.co/google-bert/bert-base-uncased/tree/main), '
     'with its tokenizer.json or vocab.txt, and set config.text_encoder_init to it.')
 # Keys of BERT checkpoints with no counterpart in the encoder (after the `bert.` prefix).
-IGNORED = ('pooler.*', 'cls.*', 'classifier.*', 'qa_outputs.*', '*position_ids')
+IGNORED = {
+    'pooler': ('pooler.*',),
+    'pre-training and task heads': ('cls.*', 'classifier.*', 'qa_outputs.*'),
+    'position-id buffer': ('*position_ids',),
+}
 PREFIX = 'bert.'
 
 
@@ -167,9 +171,9 @@ class Bert(nnx.Module):
       words = jnp.sum(pieces * weight, 2) / jnp.maximum(jnp.sum(weight, 2), 1)
     return jnp.where((token_mask & valid[:, :, 0])[..., None], words, 0)
 
-  def key_table(self):
-    """Checkpoint key (without `bert.`) -> (nnx path, transposed?) for every parameter."""
-    table = {f'embeddings.{name}.weight': ((name, 'embedding'), False)
+  def key_table(self) -> weights.KeyTable:
+    """Checkpoint key (without `bert.`) -> (nnx path, transform) for every parameter."""
+    table = {f'embeddings.{name}.weight': ((name, 'embedding'), weights.IDENTITY)
              for name in ('word_embeddings', 'position_embeddings', 'token_type_embeddings')}
     table.update(_norm('embeddings.LayerNorm', ('embeddings_norm',)))
     for i in range(len(self.layers)):
@@ -179,79 +183,59 @@ class Bert(nnx.Module):
                                ('attention.output.dense', 'attention_output'),
                                ('intermediate.dense', 'intermediate'),
                                ('output.dense', 'output')):
-        table[f'{key}.{torch_name}.weight'] = (path + (name, 'kernel'), True)  # (out, in)
-        table[f'{key}.{torch_name}.bias'] = (path + (name, 'bias'), False)
+        table[f'{key}.{torch_name}.weight'] = (path + (name, 'kernel'), weights.TRANSPOSE)
+        table[f'{key}.{torch_name}.bias'] = (path + (name, 'bias'), weights.IDENTITY)
       table.update(_norm(f'{key}.attention.output.LayerNorm', path + ('attention_norm',)))
       table.update(_norm(f'{key}.output.LayerNorm', path + ('output_norm',)))
     return table
 
-  def load(self, path):
-    """Copies a BERT checkpoint (.safetensors) into the encoder, every tensor shape-checked.
+  def load(self, path: str) -> weights.ImportReport:
+    """Copies a BERT checkpoint into the encoder through `key_table`, every tensor
+    shape-checked (`weights.import_state_dict`).
 
     Raises errors.NotFoundError for a missing file, errors.ConfigError naming
     both sizes when the checkpoint's vocabulary differs from the tokenizer's,
-    and a one-line errors.ConfigError listing every missing, unexpected and
+    and a one-line errors.ConfigError naming every missing, unexpected and
     mis-shaped key; the encoder is then unchanged.
     """
-    stored = read_checkpoint(path)
-    table = self.key_table()
-    variables = dict(nnx.to_flat_state(nnx.state(self, nnx.Param)))
-    rows = np.shape(stored.get('embeddings.word_embeddings.weight', ()))[:1]
-    vocab_size = variables[('word_embeddings', 'embedding')].shape[0]
+    state_dict = read_checkpoint(path)
+    rows = np.shape(state_dict.get('embeddings.word_embeddings.weight', ()))[:1]
+    vocab_size = self.word_embeddings.embedding.shape[0]
     if rows and rows[0] != vocab_size:
       raise errors.ConfigError(
-          f'the tokenizer {self.tokenizer_path} has {vocab_size} pieces but the BERT checkpoint {path} '
-          f'embeds {rows[0]}: use the tokenizer file of that checkpoint.')
-    values, problems = {}, []
-    for key, value in stored.items():
-      if key not in table:
-        if not any(fnmatch.fnmatchcase(key, p) for p in IGNORED):
-          problems.append(f'unexpected {key} {value.shape}')
-        continue
-      param, transposed = table[key]
-      value = value.T if transposed else value
-      want = variables[param].shape
-      if value.shape != want:
-        problems.append(f'mis-shaped {key}: file {value.shape[::-1] if transposed else value.shape}'
-                        f', encoder {want[::-1] if transposed else want}')
-      values[param] = value
-    problems += [f'missing {k}' for k in sorted(table.keys() - stored.keys())]
-    if problems:
-      raise errors.ConfigError(
-          f'BERT checkpoint {path} does not fit the encoder ({len(self.layers)} layers, hidden '
-          f'{self.width}): {len(problems)} keys differ: {"; ".join(problems[:20])}'
-          + (f'; ... (+{len(problems) - 20} more)' if len(problems) > 20 else ''))
-    nnx.update(self, nnx.from_flat_state(
-        [(p, jnp.asarray(v, variables[p].dtype)) for p, v in values.items()]))
+          f'the tokenizer {self.tokenizer_path} has {vocab_size} pieces but the BERT checkpoint '
+          f'{path} embeds {rows[0]}: use the tokenizer file of that checkpoint.')
+    return weights.import_state_dict(
+        state_dict, self, self.key_table(), what=f'BERT encoder ({len(self.layers)} layers, '
+        f'hidden {self.width})', source=f'BERT checkpoint {path}', ignored=IGNORED)
 
 
 def _norm(key, path):
-  """A LayerNorm's keys: weight/bias, or gamma/beta (older checkpoints, bert-base-uncased)."""
-  return {f'{key}.{name}': (path + (param,), False)
+  """A LayerNorm's keys (as `read_checkpoint` names them: weight/bias)."""
+  return {f'{key}.{name}': (path + (param,), weights.IDENTITY)
           for name, param in (('weight', 'scale'), ('bias', 'bias'))}
 
 
 _LEGACY_NORM = {'.LayerNorm.gamma': '.LayerNorm.weight', '.LayerNorm.beta': '.LayerNorm.bias'}
 
 
-def read_checkpoint(path):
-  """{key: float32 array} of a BERT .safetensors file, keys without `bert.`, LayerNorm as weight/bias."""
+def read_checkpoint(path: str) -> dict[str, np.ndarray]:
+  """{key: array} of a BERT checkpoint (.safetensors; .npz, .pth too), keys without the
+  `bert.` prefix, LayerNorm gamma/beta (bert-base-uncased's own file) as weight/bias."""
   if not path or not os.path.isfile(path):
     raise errors.NotFoundError(f'no BERT checkpoint at {path!r}. {CHECKPOINT_HELP}')
-  if not path.endswith('.safetensors'):
-    raise errors.ConfigError(f'BERT checkpoint {path}: expected a .safetensors file '
-                             f'(e.g. model.safetensors). {CHECKPOINT_HELP}')
-  from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
   try:
-    stored = load_file(path)
+    state_dict = weights.load_state_dict(path, CHECKPOINT_HELP)
+  except (errors.UserError, ImportError):
+    raise
   except Exception as e:  # pylint: disable=broad-except  # safetensors raises its own kinds.
-    raise errors.ConfigError(f'BERT checkpoint {path} is not a readable safetensors file '
+    raise errors.ConfigError(f'BERT checkpoint {path} is not readable '
                              f'({type(e).__name__}: {e}).') from None
-  if any(k.startswith(PREFIX + 'embeddings.') for k in stored):
-    stored = {k.removeprefix(PREFIX): v for k, v in stored.items()}
+  if any(k.startswith(PREFIX + 'embeddings.') for k in state_dict):
+    state_dict = {k.removeprefix(PREFIX): v for k, v in state_dict.items()}
   out = {}
-  for key, value in stored.items():
+  for key, value in state_dict.items():
     for old, new in _LEGACY_NORM.items():
       key = key[:-len(old)] + new if key.endswith(old) else key
-    out[key] = np.asarray(value, np.float32) if value.dtype.kind == 'f' else value
+    out[key] = value
   return out
