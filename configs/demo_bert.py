@@ -14,8 +14,8 @@ learning rate). Each word's feature e_n is the output of its first WordPiece pie
 
 Result: not measured (no BERT weights on the development machine). Runtime: a train
 step takes 4.6x the demo's (BERT-base with random weights of its size, measured in one
-run on the shared 2-core CPU), i.e. about 0.75 s on the idle machine where the demo's
-takes 0.16 s: ~25 min for the 2000 steps plus evaluation.
+run on the shared 2-core CPU); estimated from it (not measured idle): ~0.75 s on the idle
+machine, where the demo's step takes 0.16 s, so ~25 min for the 2000 steps.
 """
 
 import os
