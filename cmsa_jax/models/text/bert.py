@@ -85,7 +85,19 @@ class Layer(nnx.Module):
 
 
 class Bert(nnx.Module):
-  """BERT over each expression's pieces -> per-word features (B, N, hidden)."""
+  """BERT over each expression's pieces -> per-word features (B, N, hidden).
+
+  Args (config.model.text_args, shared with `tokenizer`):
+    tokenizer: path of the checkpoint's tokenizer.json or vocab.txt (read by
+      `tokenizer` at training; checkpoints keep its vocabulary).
+    max_pieces, max_sequence, lowercase: the tokenizer's (pieces kept per word;
+      BERT's input length; None: as the tokenizer file says or implies).
+    cls_id, sep_id: ids of [CLS] and [SEP] (Google's vocabularies: 101, 102).
+    layers, hidden, heads, intermediate, max_positions, type_vocab: the
+      checkpoint's size (defaults: bert-base).
+    subword_pooling: 'first' (default) or 'mean' piece of each word.
+    frozen: True keeps the pretrained weights; False fine-tunes them.
+  """
 
   def __init__(self, *, vocab_size: int, tokenizer: str = '', max_pieces: int = 4,
                max_sequence: int = 32, lowercase: bool | None = None, cls_id: int = 101,
