@@ -33,6 +33,15 @@ def _encoder(tok, pooling='first', max_sequence=32):
                    max_sequence=max_sequence, rngs=nnx.Rngs(0), **TINY)
 
 
+@nnx.jit
+def _encode(encoder, tokens, token_mask):
+  return encoder(tokens, token_mask)
+
+
+def _run(encoder, tokens, token_mask):
+  return np.asarray(_encode(encoder, jnp.asarray(tokens), jnp.asarray(token_mask)))
+
+
 def _save(tmp_path, sd, name='model.safetensors'):
   path = tmp_path / name
   save_file(sd, str(path))
@@ -71,7 +80,7 @@ def test_matches_reference(tmp_path, pooling, prefix, legacy_norm):
   encoder.load(_save(tmp_path, sd))
   ids, mask = map(np.stack, zip(*(tok.encode(e, 12) for e in EXPRESSIONS)))
   assert (ids[:, :, 1] >= 0).any() and (ids[:, :, 1] < 0).any()  # Multi-piece words and gaps.
-  got = np.asarray(encoder(jnp.asarray(ids), jnp.asarray(mask)))
+  got = _run(encoder, ids, mask)
   sd = {k.replace('.gamma', '.weight').replace('.beta', '.bias'): v for k, v in sd.items()}
   want = _reference_words(sd, tok, EXPRESSIONS, 12, pooling)
   assert got.shape == (3, 12, 32)
@@ -79,7 +88,7 @@ def test_matches_reference(tmp_path, pooling, prefix, legacy_norm):
   assert np.abs(want[mask]).min() > 0 and (got[~mask] == 0).all()
   # A later word changes an earlier word's feature: the encoder is contextual.
   other, other_mask = tok.encode('the rightmost circle', 12)
-  changed = np.asarray(encoder(jnp.asarray(other[None]), jnp.asarray(other_mask[None])))
+  changed = _run(encoder, other[None], other_mask[None])
   assert np.abs(changed[0, 0] - got[1, 0]).max() > 1e-3
 
 
@@ -91,13 +100,13 @@ def test_words_past_max_sequence_are_dropped_by_the_tokenizer(tmp_path):
   sd = helpers.bert_state_dict(len(tok))
   encoder = _encoder(tok, max_sequence=8)
   encoder.load(_save(tmp_path, sd))
-  got = np.asarray(encoder(jnp.asarray(ids[None]), jnp.asarray(mask[None])))
+  got = _run(encoder, ids[None], mask[None])
   want = _reference_words(sd, tok, EXPRESSIONS[2:], 12, 'first')
   np.testing.assert_allclose(got, want, atol=1e-4, rtol=0)
   # Pieces past max_sequence in hand-made ids are dropped, their words get no feature.
   ids[4, 0] = ids[0, 0]
   mask[4] = True
-  got = np.asarray(encoder(jnp.asarray(ids[None]), jnp.asarray(mask[None])))
+  got = _run(encoder, ids[None], mask[None])
   np.testing.assert_allclose(got[0, :4], want[0, :4], atol=1e-4, rtol=0)
   assert (got[0, 4] == 0).all()
 
@@ -107,9 +116,9 @@ def test_random_init_is_not_the_checkpoint(tmp_path):
   sd = helpers.bert_state_dict(len(tok))
   encoder = _encoder(tok)
   ids, mask = tok.encode(EXPRESSIONS[0], 12)
-  before = np.asarray(encoder(jnp.asarray(ids[None]), jnp.asarray(mask[None])))
+  before = _run(encoder, ids[None], mask[None])
   encoder.load(_save(tmp_path, sd))
-  after = np.asarray(encoder(jnp.asarray(ids[None]), jnp.asarray(mask[None])))
+  after = _run(encoder, ids[None], mask[None])
   assert np.abs(after - before).max() > 0.1
 
 
@@ -179,7 +188,8 @@ def test_fine_tuning_gradients_are_finite_and_reach_only_used_pieces(tmp_path):
   tok = _tokenizer(tmp_path)
   encoder = _encoder(tok)
   ids, mask = map(np.stack, zip(*(tok.encode(e, 12) for e in EXPRESSIONS)))
-  grads = nnx.grad(lambda e: jnp.sum(e(jnp.asarray(ids), jnp.asarray(mask)) ** 2))(encoder)
+  grads = nnx.jit(lambda m, t, w: nnx.grad(lambda e: jnp.sum(e(t, w) ** 2))(m))(
+      encoder, jnp.asarray(ids), jnp.asarray(mask))
   leaves = [np.asarray(g[...]) for _, g in nnx.to_flat_state(grads)]
   assert all(np.isfinite(g).all() for g in leaves) and all(np.abs(g).max() > 0 for g in leaves)
   rows = np.abs(np.asarray(grads['word_embeddings']['embedding'][...])).sum(1) > 0
