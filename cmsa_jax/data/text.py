@@ -135,4 +135,3 @@ class Vocabulary:
         return cls.from_dict(json.load(f))
     except ValueError as e:  # json.JSONDecodeError is one too.
       raise ValueError(f'malformed vocabulary file {path}: {e}') from e
-
