@@ -26,6 +26,8 @@ after the request, the folder at exit.
 
 import asyncio
 import base64
+import ctypes
+import ctypes.util
 import dataclasses
 import io
 import json
@@ -316,8 +318,16 @@ def _encode_mp4(frames, fps=8):
 
 # The web app.
 
-class _Busy(Exception):
-  pass
+def release_memory():
+  """Returns the C heap's free pages to the system (glibc's malloc_trim; elsewhere a no-op).
+
+  After a burst of concurrent requests glibc keeps each thread's freed arena: RSS stays
+  ~90 MB above idle (demo model, 20 requests of 640x480 photos) until trimmed.
+  """
+  try:
+    ctypes.CDLL(ctypes.util.find_library('c') or 'libc.so.6').malloc_trim(0)
+  except (OSError, AttributeError):
+    pass
 
 
 def make_app(segmenter):
@@ -382,6 +392,8 @@ def make_app(segmenter):
       return error('internal error (the server log has the traceback)', 500)
     finally:
       pending[0] -= 1
+      if not pending[0]:  # Idle for a second after a request: give its memory back.
+        asyncio.get_running_loop().call_later(1, lambda: pending[0] or release_memory())
     result['seconds'] = round(time.perf_counter() - start, 4)
     return JSONResponse(result)
 
@@ -458,6 +470,7 @@ def serve(config, workdir, *, step=None, host='127.0.0.1', port=8000, limits=Lim
   try:
     segmenter.warm_up()
     server = make_server(segmenter, host, port)
+    release_memory()
     if host not in ('127.0.0.1', 'localhost', '::1'):
       logging.warning('Listening on %s: anyone who can reach this address can use the model '
                       'and upload files to it (there is no login, no TLS).', host)
