@@ -55,31 +55,44 @@ def app(tmp_path_factory):
     yield url, segmenter
 
 
-def _submit(driver, path, expression):
+def _submit(driver, path, expression, kind='image'):
   """Uploads `path`, types `expression`, submits; (error text, status text) once answered."""
   from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
   from selenium.webdriver.support.ui import WebDriverWait  # pylint: disable=g-import-not-at-top
-  driver.find_element(By.ID, 'image-file').send_keys(str(path))
-  box = driver.find_element(By.ID, 'image-expression')
+  driver.find_element(By.ID, f'{kind}-file').send_keys(str(path))
+  box = driver.find_element(By.ID, f'{kind}-expression')
   box.clear()
   box.send_keys(expression)
-  driver.execute_script("document.getElementById('image-status').textContent = 'waiting';")
-  driver.find_element(By.ID, 'image-submit').click()
-  done = lambda d: (d.find_element(By.ID, 'image-error').is_displayed() or
-                    d.find_element(By.ID, 'image-status').text.startswith('Done'))
+  driver.execute_script(f"document.getElementById('{kind}-status').textContent = 'waiting';")
+  driver.find_element(By.ID, f'{kind}-submit').click()
+  done = lambda d: (d.find_element(By.ID, f'{kind}-error').is_displayed() or
+                    d.find_element(By.ID, f'{kind}-status').text.startswith('Done'))
   WebDriverWait(driver, 60).until(done)
-  error = driver.find_element(By.ID, 'image-error')
-  return (error.text if error.is_displayed() else ''), driver.find_element(By.ID,
-                                                                          'image-status').text
+  error = driver.find_element(By.ID, f'{kind}-error')
+  status = driver.find_element(By.ID, f'{kind}-status').text
+  return (error.text if error.is_displayed() else ''), status
+
+
+def _open(driver, url):
+  from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
+  from selenium.webdriver.support.ui import WebDriverWait  # pylint: disable=g-import-not-at-top
+  driver.get(url)
+  WebDriverWait(driver, 30).until(lambda d: d.find_element(By.TAG_NAME, 'body')
+                                  .get_attribute('data-ready') == 'true')
+
+
+def _loaded(driver, element):
+  """naturalWidth of an <img> once it has loaded."""
+  from selenium.webdriver.support.ui import WebDriverWait  # pylint: disable=g-import-not-at-top
+  script = 'return arguments[0].complete && arguments[0].naturalWidth'
+  WebDriverWait(driver, 10).until(lambda d: d.execute_script(script, element))
+  return driver.execute_script(script, element)
 
 
 def test_page_segments_an_upload_and_shows_the_word_attention(browser, app, tmp_path):
   from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
-  from selenium.webdriver.support.ui import WebDriverWait  # pylint: disable=g-import-not-at-top
   url, segmenter = app
-  browser.get(url)
-  WebDriverWait(browser, 30).until(lambda d: d.find_element(By.TAG_NAME, 'body')
-                                   .get_attribute('data-ready') == 'true')
+  _open(browser, url)
   assert 'image model' in browser.find_element(By.ID, 'model-info').text
   assert not browser.find_element(By.ID, 'tab-video').is_enabled()  # An image checkpoint.
   examples = browser.find_elements(By.CLASS_NAME, 'example-expression')
@@ -89,11 +102,8 @@ def test_page_segments_an_upload_and_shows_the_word_attention(browser, app, tmp_
   path.write_bytes(serve_helpers.encode(serve_helpers.scene(60, 80)))
   error, status = _submit(browser, path, expression)
   assert error == '' and status.startswith('Done in'), (error, status)
-  overlay = browser.find_element(By.ID, 'image-overlay')
-  WebDriverWait(browser, 10).until(
-      lambda d: d.execute_script('return arguments[0].complete && arguments[0].naturalWidth',
-                                 overlay))
-  assert browser.execute_script('return arguments[0].naturalWidth', overlay) == 80
+  assert _loaded(browser, browser.find_element(By.ID, 'image-overlay')) == 80
+  assert _loaded(browser, browser.find_element(By.ID, 'image-heatmap')) == 80
   levels = browser.find_elements(By.CSS_SELECTOR, '#image-attention .level')
   assert len(levels) == len(segmenter.model.levels)
   words = text.tokenize(expression)[:segmenter.saved.max_words]
@@ -111,7 +121,7 @@ def test_page_segments_an_upload_and_shows_the_word_attention(browser, app, tmp_
 def test_page_shows_each_bad_input_and_goes_on(browser, app, tmp_path):
   from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
   url, segmenter = app
-  browser.get(url)
+  _open(browser, url)
   words = ' '.join(text.tokenize(segmenter.vocab.words[2]))
   files = {
       'notes.txt': b'not an image',
@@ -140,3 +150,35 @@ def test_page_shows_each_bad_input_and_goes_on(browser, app, tmp_path):
   error, status = _submit(browser, tmp_path / 'good.png', words)
   assert error == '' and status.startswith('Done')
   assert not browser.find_element(By.ID, 'image-notes').is_displayed()
+
+
+@pytest.fixture(scope='module')
+def video_app(tmp_path_factory):
+  workdir = serve_helpers.write_checkpoint(serve_helpers.tiny_video_config(),
+                                           str(tmp_path_factory.mktemp('video')))
+  with serve_helpers.running(workdir) as (url, segmenter):
+    yield url, segmenter
+
+
+def test_video_tab_segments_a_video_and_shows_bad_ones(browser, video_app, tmp_path):
+  from selenium.webdriver.common.by import By  # pylint: disable=g-import-not-at-top
+  url, segmenter = video_app
+  _open(browser, url)
+  assert not browser.find_element(By.ID, 'tab-image').is_enabled()  # A video checkpoint.
+  assert browser.find_element(By.ID, 'panel-video').is_displayed()
+  words = browser.find_elements(By.CLASS_NAME, 'example-expression')[0].text
+  for name, data in (('clip.mp4', serve_helpers.mp4(5)), ('one.mp4', serve_helpers.mp4(1)),
+                     ('notes.mp4', b'not a video')):
+    (tmp_path / name).write_bytes(data)
+  error, _ = _submit(browser, tmp_path / 'notes.mp4', words, 'video')
+  assert 'notes.mp4: not a readable video' in error
+  error, status = _submit(browser, tmp_path / 'one.mp4', words, 'video')
+  assert error == '' and 'has 1 frame' in browser.find_element(By.ID, 'video-notes').text
+  error, status = _submit(browser, tmp_path / 'clip.mp4', words, 'video')
+  assert error == '' and status.startswith('Done'), (error, status)
+  assert _loaded(browser, browser.find_element(By.ID, 'video-overlay')) == 48
+  assert _loaded(browser, browser.find_element(By.ID, 'video-attention')) > 100
+  assert 'masks of the 5 frames' in browser.find_element(By.ID, 'video-masks').text
+  assert not browser.find_element(By.ID, 'video-notes').is_displayed()
+  shot = (SCREENSHOTS or tmp_path) / 'serve_page_video.png'
+  assert browser.save_screenshot(str(shot))
