@@ -24,25 +24,21 @@ from cmsa_jax.run import predict
 from cmsa_jax.run import predict_video
 from cmsa_jax.run import serve
 
-# One group: the servers of this module start once, on one xdist worker.
+# One group with test_serve_browser.py: their servers (conftest.py) start once, on one worker.
 pytestmark = [pytest.mark.slow, pytest.mark.xdist_group('serve')]
 LIMITS = serve_helpers.LIMITS
 
 
-@pytest.fixture(scope='module')
-def image_app(tmp_path_factory):
-  workdir = serve_helpers.write_checkpoint(helpers.make_tiny_config(),
-                                           str(tmp_path_factory.mktemp('image')))
-  with serve_helpers.running(workdir) as (url, segmenter):
-    yield workdir, serve.Client(url), segmenter
+@pytest.fixture
+def image_app(serve_image_app):
+  workdir, url, segmenter = serve_image_app
+  return workdir, serve.Client(url), segmenter
 
 
-@pytest.fixture(scope='module')
-def video_app(tmp_path_factory):
-  workdir = serve_helpers.write_checkpoint(serve_helpers.tiny_video_config(),
-                                           str(tmp_path_factory.mktemp('video')))
-  with serve_helpers.running(workdir) as (url, segmenter):
-    yield workdir, serve.Client(url), segmenter
+@pytest.fixture
+def video_app(serve_video_app):
+  workdir, url, segmenter = serve_video_app
+  return workdir, serve.Client(url), segmenter
 
 
 def _png_file(path):

@@ -10,7 +10,6 @@ import shutil
 import numpy as np
 import pytest
 
-import helpers
 import serve_helpers
 from cmsa_jax.data import text
 
@@ -47,12 +46,9 @@ def browser():
   driver.quit()
 
 
-@pytest.fixture(scope='module')
-def app(tmp_path_factory):
-  workdir = serve_helpers.write_checkpoint(helpers.make_tiny_config(),
-                                           str(tmp_path_factory.mktemp('image')))
-  with serve_helpers.running(workdir) as (url, segmenter):
-    yield url, segmenter
+@pytest.fixture
+def app(serve_image_app):
+  return serve_image_app[1:]
 
 
 def _submit(driver, path, expression, kind='image'):
@@ -152,12 +148,9 @@ def test_page_shows_each_bad_input_and_goes_on(browser, app, tmp_path):
   assert not browser.find_element(By.ID, 'image-notes').is_displayed()
 
 
-@pytest.fixture(scope='module')
-def video_app(tmp_path_factory):
-  workdir = serve_helpers.write_checkpoint(serve_helpers.tiny_video_config(),
-                                           str(tmp_path_factory.mktemp('video')))
-  with serve_helpers.running(workdir) as (url, segmenter):
-    yield url, segmenter
+@pytest.fixture
+def video_app(serve_video_app):
+  return serve_video_app[1:]
 
 
 def test_video_tab_segments_a_video_and_shows_bad_ones(browser, video_app, tmp_path):
