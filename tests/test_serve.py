@@ -4,6 +4,7 @@ goes on serving, 20 concurrent requests answered or refused, a clean exit on SIG
 
 import concurrent.futures
 import gc
+import logging
 import os
 from pathlib import Path
 import re
@@ -13,6 +14,7 @@ import sys
 import threading
 import time
 
+import jax
 import numpy as np
 from PIL import Image
 import pytest
@@ -39,6 +41,22 @@ def image_app(serve_image_app):
 def video_app(serve_video_app):
   workdir, url, segmenter = serve_video_app
   return workdir, serve.Client(url), segmenter
+
+
+def test_nothing_compiles_after_warm_up(image_app, video_app, caplog):
+  """Start-up compiled the model for its input size: new image sizes, frame counts and
+  expression lengths run without compiling."""
+  _, _, images = image_app
+  _, _, videos = video_app
+  image_words, video_words = images.vocab.words[2:6], videos.vocab.words[2:6]
+  with jax.log_compiles(True), caplog.at_level(logging.WARNING):
+    for (height, width), n in (((50, 70), 1), ((280, 200), 3), ((1, 1), 4)):
+      images.image(serve_helpers.encode(serve_helpers.scene(height, width)),
+                   ' '.join(image_words[:n]))
+    for frames, n in ((2, 1), (7, 4)):
+      videos.video(serve_helpers.mp4(frames, (48, 64)), ' '.join(video_words[:n]))
+  compiled = [r.getMessage()[:100] for r in caplog.records if 'Compiling' in r.getMessage()]
+  assert not compiled, compiled
 
 
 def _png_file(path):

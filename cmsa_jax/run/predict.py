@@ -51,11 +51,11 @@ def run_model(model, vocab, image, expression, *, image_size, max_words):
                                         max_words=max_words, strict=True)
   prob, heatmap, word_attention = _forward(
       model, models.inputs(model, {k: v[None] for k, v in example.items()}))
-  prob = input_pipeline.unpad_and_resize(np.asarray(prob[0]), info)
+  prob = input_pipeline.unpad_and_resize(np.asarray(prob)[0], info)
   heatmap = input_pipeline.unpad_and_resize(upsample(heatmap[0], image_size), info)
   n = int(example['token_mask'].sum())
   words = text.tokenize(expression)[:n]
-  return prob, heatmap, np.asarray(word_attention[0, :, :n]), words
+  return prob, heatmap, np.asarray(word_attention)[0, :, :n], words  # NumPy: no compile per n.
 
 
 def segment(model, vocab, image, expression, *, image_size, max_words, use_crf):
