@@ -16,7 +16,7 @@ from cmsa_jax import errors
 from cmsa_jax import models
 from cmsa_jax.data import input_pipeline
 from cmsa_jax.data import text
-from cmsa_jax.records import image_io
+from cmsa_jax.media import image_io
 from cmsa_jax.run import checkpoints
 from cmsa_jax.run import crf
 
@@ -68,7 +68,7 @@ def segment(model, vocab, image, expression, *, image_size, max_words, use_crf):
 
 
 def overlay(image, mask, color=(255, 40, 40), alpha=0.5):
-  """`image` with the pixels of `mask` tinted `color`."""
+  """`image` (H, W, 3) uint8 with the pixels of `mask` blended towards `color`."""
   out = image.copy()  # Blends only the masked pixels: a 10000x10000 photo stays uint8.
   out[mask] = ((1 - alpha) * out[mask] + alpha * np.asarray(color, np.float32)).astype(np.uint8)
   return out

@@ -18,8 +18,8 @@ not know, words past the model's max_words, ...). A refused request is JSON
 {"error": message}: 400 bad input, 413 over a size limit, 503 queue full.
 
 Safety: the uploaded bytes are all the server takes from a client (no path is
-ever opened on its behalf); images are decoded by records/image_io and videos by
-records/video (predict's readers) after the size and pixel limits are checked;
+ever opened on its behalf); images are decoded by media/image_io and videos by
+media/frames (predict's readers) after the size and pixel limits are checked;
 a video is written to a private temporary folder for the decoder and removed
 after the request, the folder at exit.
 """
@@ -48,11 +48,11 @@ import numpy as np
 from PIL import Image
 
 from cmsa_jax import errors
-from cmsa_jax.data import sources
 from cmsa_jax.data import text
-from cmsa_jax.records import image_io
-from cmsa_jax.records import video as video_io
+from cmsa_jax.media import frames as frames_lib
+from cmsa_jax.media import image_io
 from cmsa_jax.run import checkpoints
+from cmsa_jax.run import dataset
 from cmsa_jax.run import predict
 from cmsa_jax.run import predict_video
 
@@ -214,7 +214,7 @@ class Segmenter:
         f.write(data)
       self._probe_video(path, name)
       try:
-        frames = video_io.read_frames(path)
+        frames = frames_lib.read_frames(path)
       except ValueError as e:
         raise errors.InputError(str(e).replace(path, name)) from None
     finally:
@@ -280,7 +280,7 @@ class Segmenter:
     """Up to NUM_EXAMPLES held-out records of the checkpoint's dataset: [(file bytes,
     thumbnail PNG bytes, expressions)]; none when the dataset is not available here."""
     try:
-      source = sources.load_source(self.saved, self.saved.eval_split)
+      source = dataset.load_source(self.saved, self.saved.eval_split)
     except errors.UserError as e:
       logging.info('No examples in the page: %s', e)
       return []
