@@ -351,9 +351,9 @@ def make_app(segmenter):
     return JSONResponse({'error': message}, status_code=status)
 
   async def read_body(request, name):
-    declared = request.headers.get('content-length')
-    if declared and declared.isdigit():
-      check_upload_size(int(declared), name, limits)
+    declared = request.headers.get('content-length', '')
+    if declared.isdigit() and int(declared) > _DRAIN_FACTOR * limits.max_upload_bytes:
+      check_upload_size(int(declared), name, limits)  # Refused unread: the client may miss it.
     chunks, size = [], 0
     async for chunk in request.stream():
       size += len(chunk)
