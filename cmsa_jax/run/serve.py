@@ -44,6 +44,7 @@ import zipfile
 
 from absl import logging
 import av
+import matplotlib
 import numpy as np
 from PIL import Image
 
@@ -82,7 +83,7 @@ def _mb(n):
 
 
 class RequestTooLarge(errors.InputError):
-  """An upload over Limits.max_upload_mb."""
+  """A request over one of the Limits' sizes (answered with HTTP 413)."""
 
 
 def check_upload_size(size, name, limits):
@@ -118,8 +119,8 @@ def _display(array):
 
 
 def _picture(rgb):
-  """A data URL of a picture for the page: lossless PNG when small, JPEG (5x faster to
-  encode) for photo-sized ones."""
+  """A data URL of a picture for the page: lossless PNG when small, JPEG (smaller, faster
+  to encode) for photo-sized ones."""
   if rgb.shape[0] * rgb.shape[1] <= 200_000:
     return 'data:image/png;base64,' + _png(rgb)
   return 'data:image/jpeg;base64,' + _b64(image_io.encode_jpeg(rgb))
@@ -128,7 +129,6 @@ def _picture(rgb):
 def heatmap_picture(image, heatmap, alpha=0.5):
   """`heatmap` (H, W) in [0, 1] as a jet overlay on `image` (predict's heatmap.png
   without the figure): uint8 (H, W, 3)."""
-  import matplotlib  # pylint: disable=g-import-not-at-top
   low, high = float(heatmap.min()), float(heatmap.max())  # Scaled as imshow does.
   scaled = (heatmap - low) / (high - low) if high > low else np.zeros_like(heatmap)
   colours = matplotlib.colormaps['jet'](scaled)[..., :3] * 255
