@@ -23,7 +23,7 @@ from configs import default
 
 # Tiny arguments for each registered part (a new part adds its line).
 BACKBONE_ARGS = {'resnet': dict(blocks=(1, 1, 1, 1), width=4)}
-TEXT_ARGS = {'embed': dict(dim=8)}
+TEXT_ARGS = {'embed': dict(dim=8), 'bilstm': dict(dim=8), 'transformer': dict(dim=8, heads=2)}
 VOCAB = 11
 
 
