@@ -65,8 +65,6 @@ VARIANTS = (
     ('encoders', 'bidirectional LSTM (bilstm)', {'text_encoder': 'bilstm'}),
     ('encoders', 'transformer encoder (transformer)', {'text_encoder': 'transformer'}),
     ('encoders', 'embed + word-pixel pair attention', {'attention': 'word_pixel'}),
-    ('encoders', 'bilstm + word-pixel pair attention',
-     {'text_encoder': 'bilstm', 'attention': 'word_pixel'}),
     ('encoders', 'best model (configs/demo_best.py)', {'config': 'demo_best'}),
 )
 # Overrides that are not config.model fields: the config file a row starts from,

@@ -78,4 +78,4 @@ def test_encoders_table_runs_rows_with_their_own_config(tmp_path):
   assert 'Text encoders' in table
   from cmsa_jax.run import checkpoints  # pylint: disable=g-import-not-at-top
   config, _, _ = checkpoints.restore_config_and_vocab(str(out / 'runs' / 'config-demo_best-seed0'))
-  assert (config.model.text_encoder, config.model.attention) == ('transformer', 'word_pixel')
+  assert (config.model.text_encoder, config.model.attention) == ('bilstm', 'word_pixel')
