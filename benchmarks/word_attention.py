@@ -73,7 +73,7 @@ def main(argv):
         max_words=saved.max_words)
     mask = prob >= 0.5
     iou = (mask & target).sum() / max((mask | target).sum(), 1)
-    axes[0, column].imshow(predict._overlay(image, mask))  # pylint: disable=protected-access
+    axes[0, column].imshow(predict.overlay(image, mask))
     axes[0, column].set_title(f'{label}\nstep {step}, IoU {iou:.2f}')
     width = 0.8 / len(weights)
     for k, (level, w) in enumerate(zip(model.levels, weights)):
