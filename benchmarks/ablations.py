@@ -21,7 +21,8 @@ held-out split (the paper model is the first row), and the best model
 A row may name its own config file ('config': 'demo_best') and steps
 ('num_train_steps'); --steps and --num_eval, when given, override every row's.
 --extra_rows_json adds rows to the encoders table, e.g. a pretrained encoder:
-'{"BERT": {"text_encoder": "bert", "text_args": {"path": "bert.safetensors"}}}'.
+'{"BERT (bert)": {"config": "demo_bert", "text_encoder_init": "B/model.safetensors",
+  "text_args": {"tokenizer": "B/tokenizer.json"}}}'.
 
 Resumable: a run whose evaluation is written is not repeated, and an
 interrupted run resumes from its last checkpoint. Runs shared by the tables
@@ -68,8 +69,8 @@ VARIANTS = (
     ('encoders', 'best model (configs/demo_best.py)', {'config': 'demo_best'}),
 )
 # Overrides that are not config.model fields: the config file a row starts from,
-# and its number of training steps.
-RUN_FIELDS = ('config', 'num_train_steps')
+# its number of training steps and the pretrained weights of its parts.
+RUN_FIELDS = ('config', 'num_train_steps', 'backbone_init', 'text_encoder_init')
 TABLES = {'1': 'Table 1: word pooling (Eq.4-5)',
           '2a': 'Table 2: attention (Eq.2-3)',
           '2b': 'Table 2: multi-level fusion (Eq.6-7)',
@@ -152,14 +153,15 @@ def run_config(overrides, seed, *, steps, image_size, num_eval, num_train, data_
   budget (None: the config's own) and the seed."""
   overrides = dict(overrides)
   config = importlib.import_module(f'configs.{overrides.pop("config", "demo")}').get_config()
-  config.num_train_steps = overrides.pop('num_train_steps', config.num_train_steps)
+  for field in RUN_FIELDS[1:]:
+    config[field] = overrides.pop(field, config[field])
   config.model.update(overrides)
   config.seed = seed
   config.num_train_steps = steps = steps or config.num_train_steps
   config.image_size = config.synthetic.image_size = image_size
   config.checkpoint_every_steps = max(steps // 2, 1)
   config.keep_checkpoints = 1
-  config.log_every_steps = max(steps // 4, 1)
+  config.log_every_steps = max(steps // 20, 1)  # Learning curves in the logs.
   if num_eval is not None:
     config.num_eval_examples = num_eval
   if num_workers is not None:

@@ -16,8 +16,10 @@ configs/demo.py (the paper's model) with two switches that go past the paper:
 Same data (synthetic_ref/96px, 5000 training scenes on the fly), the same
 frozen pretrained backbone, batch, learning rate and schedule as the demo.
 
-Runtime and result: measured by `benchmarks/ablations.py --table=encoders`
-(README, "Text encoders"); see there.
+Runtime: estimated 12-14 min on an idle 2-core CPU (not measured idle): its train step took
+0.8-1.2x the demo's in one interleaved run on the contended CPU (bilstm alone 1.08x,
+transformer 1.45x), and the demo's 4000 steps take about 11 min there. Result: measured
+by `benchmarks/ablations.py --table=encoders` (README, "Text encoders").
 """
 
 from configs import demo
