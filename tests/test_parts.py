@@ -23,7 +23,7 @@ from configs import default
 
 # Tiny arguments for each registered part (a new part adds its line).
 BACKBONE_ARGS = {'resnet': dict(blocks=(1, 1, 1, 1), width=4)}
-TEXT_ARGS = {'embed': dict(dim=8),
+TEXT_ARGS = {'embed': dict(dim=8), 'bilstm': dict(dim=8), 'transformer': dict(dim=8, heads=2),
              'bert': dict(layers=1, hidden=8, heads=2, intermediate=16, max_positions=16,
                           max_sequence=8, cls_id=0, sep_id=1)}
 PIECES = {'bert': 2}  # Sub-word ids per word (tokens (B, N, K)) of parts with their own tokenizer.

@@ -29,11 +29,15 @@ Adding a text encoder: a module here defining such a class, and one line below.
 
 from cmsa_jax.models import parts
 from cmsa_jax.models.text import bert
+from cmsa_jax.models.text import bilstm
 from cmsa_jax.models.text import embed
+from cmsa_jax.models.text import transformer
 
 REGISTRY = parts.Registry('text_encoder', {
     'embed': embed.Encoder,  # The paper's: one learned vector per word, no context.
     'bert': bert.Bert,  # Pretrained BERT (the user's checkpoint), its own WordPiece tokenizer.
+    'bilstm': bilstm.Encoder,  # Bidirectional LSTM over the words, from scratch.
+    'transformer': transformer.Encoder,  # Small pre-LN transformer encoder, from scratch.
 })
 
 
