@@ -194,10 +194,11 @@ def gmlf_logits(module, features, fusion, relu=False):
 
 # --- Eq.9-11 cross-frame self-attention: every (frame, pixel) of the clip is a token.
 
-def cfsa_features(module, visual, frame_mask, frame_weight):
+def cfsa_features(module, visual, frame_mask, frame_weight, tokens='position', values='linear'):
   """Eq.9-11 in float64, written from the equations (see cmsa_jax/models/cfsa.py's
-  docstring for the token g_tp = [v_tp, s_p, δ_t]): one softmax row per query token,
-  column sums of the attention over the valid queries, Eq.4's normalisations.
+  docstring: the token g_tp = [v_tp, s_p, δ_t] or v_tp; values W_v g + b or
+  W_v [g, δ g, δ² g] + b): one softmax row per query token, column sums of the
+  attention over the valid queries, Eq.4's normalisations.
 
   Returns [V_c + V̂ (B, h, w, C), α (B, T), frame-to-frame attention (B, T, T)].
   """
@@ -209,17 +210,19 @@ def cfsa_features(module, visual, frame_mask, frame_weight):
   valid[:, centre] = True
   outputs = [[], [], []]
   for i in range(b):
-    tokens, owner = [], []
+    g, owner = [], []
     for f in range(t):
       for y in range(h):
         for x in range(w):
-          tokens.append(np.concatenate([visual[i, f, y, x], spatial_coords(h, w)[y, x],
-                                        [(f - centre) / tau]]))
+          where = [spatial_coords(h, w)[y, x], [(f - centre) / tau]] if tokens == 'position' else []
+          g.append(np.concatenate([visual[i, f, y, x]] + where))
           owner.append(f)
-    g, owner = np.asarray(tokens), np.asarray(owner)
+    g, owner = np.asarray(g), np.asarray(owner)
+    delta = ((owner - centre) / tau)[:, None]
     (wq, bq), (wk, bk), (wv, bv), (wo, bo) = map(
         p, (module.query, module.key, module.value, module.out))
-    q, k, v = g @ wq + bq, g @ wk + bk, g @ wv + bv
+    moments = np.concatenate([g, delta * g, delta ** 2 * g], 1) if values == 'moments' else g
+    q, k, v = g @ wq + bq, g @ wk + bk, moments @ wv + bv
     key_ok = valid[i][owner]
     r = softmax(np.where(key_ok[None, :], q @ k.T, -np.inf))  # Eq.9, rows: queries.
     v_hat = r @ v @ wo + bo  # Eq.10
