@@ -151,7 +151,7 @@ def run_key(overrides):
 def selected_variants(table, names=None, extra_rows=False, extra_json=None):
   """The (table, name, overrides) rows to run."""
   tables = {'1': ('1',), '2': ('2a', '2b'), 'all': ('1', '2a', '2b'),
-            'encoders': ('encoders',)}[table]
+            'encoders': ('encoders',), 'video': ('video',)}[table]
   rows = [v for v in VARIANTS if v[0] in tables]
   if extra_json:
     try:
