@@ -23,3 +23,13 @@ class NotFoundError(UserError, FileNotFoundError):
 
 class NumericalError(UserError, FloatingPointError):
   """Training produced a non-finite loss or gradient (usually a too-high learning rate)."""
+
+
+def one_line(value):
+  """`value` as text with line breaks and other control characters escaped (`\\n`, `\\x1b`),
+  so a message naming a user's file or text stays one line whatever the name holds."""
+  text = str(value)
+  if text.isprintable():
+    return text
+  return ''.join(c if c.isprintable() or c == ' ' else c.encode('unicode_escape').decode('ascii')
+                 for c in text)

@@ -25,7 +25,7 @@ def load_image(path):
   Clear error naming the file otherwise.
   """
   if not os.path.isfile(path):
-    raise errors.NotFoundError(f'--image={path}: no such file')
+    raise errors.NotFoundError(f'--image={errors.one_line(path)}: no such file')
   return image_io.read_rgb(path)
 
 

@@ -26,11 +26,11 @@ BATCH = 4  # Clips per forward pass.
 def load_frames(path):
   """Every frame of a video file or a folder of numbered frames; clear errors otherwise."""
   if not os.path.exists(path):
-    raise errors.NotFoundError(f'--video={path}: no such file or folder')
+    raise errors.NotFoundError(f'--video={errors.one_line(path)}: no such file or folder')
   try:
     return video.read_frames(path)
   except ValueError as e:
-    raise errors.InputError(f'--video={path}: {e}') from None
+    raise errors.InputError(f'--video={errors.one_line(path)}: {e}') from None
 
 
 @nnx.jit
