@@ -189,6 +189,12 @@ def jpeg_bytes(rgb):
   return buffer.getvalue()
 
 
+def png_bytes(rgb):
+  buffer = io.BytesIO()
+  Image.fromarray(rgb).save(buffer, format='PNG')
+  return buffer.getvalue()
+
+
 def png_chunk(kind, payload):
   return (struct.pack('>I', len(payload)) + kind + payload +
           struct.pack('>I', zlib.crc32(kind + payload)))

@@ -147,7 +147,7 @@ def _make_folder(sandbox, spec, name):
               'loop': link, 'folder': sandbox}[kind]
     os.symlink(target, link)
   for sub in subfolders:
-    if not (folder / sub).exists():
+    if not os.path.lexists(folder / sub):
       (folder / sub).mkdir()
   return folder
 

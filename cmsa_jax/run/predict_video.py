@@ -68,6 +68,7 @@ def _save_gif(path, frames, masks, fps=8):
   pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=1000 // fps, loop=0)
 
 
+@plt.rc_context(predict.PLAIN_TEXT)
 def _plot_frame_attention(path, frames, clip, weights, attention, levels, frame, expression):
   """Thumbnails of the clip, then per level the attention frame `frame`'s queries put
   on each clip frame (row `frame` of the frame attention) and the Eq.11 weights."""
