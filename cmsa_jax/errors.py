@@ -21,6 +21,10 @@ class NotFoundError(UserError, FileNotFoundError):
   """A dataset, checkpoint or file that is not there."""
 
 
+class MissingPackageError(UserError, ImportError):
+  """An input that needs an optional package which is not installed (torch for .pth files)."""
+
+
 class NumericalError(UserError, FloatingPointError):
   """Training produced a non-finite loss or gradient (usually a too-high learning rate)."""
 
