@@ -4,6 +4,14 @@ Each also subclasses the built-in error it refines, so callers that catch
 ValueError / FileNotFoundError keep working.
 """
 
+import struct
+
+# What parsers of untrusted bytes (Pillow, numpy, csv, h5py, scipy.io, ...) raise on a
+# malformed file; readers turn them into an InputError naming the file (tests/test_fuzz_*.py
+# found each kind).
+MALFORMED_INPUT = (OSError, ValueError, TypeError, SyntaxError, EOFError, IndexError, KeyError,
+                   ArithmeticError, struct.error)
+
 
 class UserError(Exception):
   """A mistake in the command line, the config or the inputs, not in the code."""
