@@ -52,24 +52,24 @@ def compare(args):
   results = {}
   for impl, repeats in (('dense', args.repeats_dense), ('blocked', args.repeats)):
     graphdef, state = _split(impl, args)
-    results[impl] = cmsa_attention._measure(_grad_fn(graphdef), (state,) + inputs, repeats)  # pylint: disable=protected-access
+    results[impl] = cmsa_attention.measure(_grad_fn(graphdef), (state,) + inputs, repeats)
   (t_dense, m_dense, g_dense), (t_blocked, m_blocked, g_blocked) = (
       results['dense'], results['blocked'])
   return dict(dense_s=t_dense, blocked_s=t_blocked, speedup=t_dense / t_blocked,
               dense_bytes=m_dense, blocked_bytes=m_blocked, memory_ratio=m_dense / m_blocked,
-              max_rel_diff=cmsa_attention._max_rel_diff(g_blocked, g_dense, as_one=True))  # pylint: disable=protected-access
+              max_rel_diff=cmsa_attention.max_rel_diff(g_blocked, g_dense, as_one=True))
 
 
 def paper_scale(args):
   """Blocked forward+backward at --paper_size, and the dense one's compiled memory."""
   inputs = _inputs(args.batch, args.frames, args.paper_size, args.visual_dim)
   graphdef, state = _split('blocked', args)
-  seconds, blocked_bytes, _ = cmsa_attention._measure(_grad_fn(graphdef), (state,) + inputs,  # pylint: disable=protected-access
+  seconds, blocked_bytes, _ = cmsa_attention.measure(_grad_fn(graphdef), (state,) + inputs,
                                                       args.repeats_paper)
   graphdef, state = _split('dense', args)
   dense = jax.jit(_grad_fn(graphdef)).lower(state, *inputs).compile()
   return dict(size=args.paper_size, blocked_s=seconds, blocked_bytes=blocked_bytes,
-              dense_bytes_compiled=cmsa_attention._memory_bytes(dense))  # pylint: disable=protected-access
+              dense_bytes_compiled=cmsa_attention.memory_bytes(dense))
 
 
 def _shape(args, size):

@@ -51,12 +51,13 @@ def _forward_backward(graphdef):
   return jax.grad(loss, argnums=(0, 1))
 
 
-def _memory_bytes(compiled):
+def memory_bytes(compiled):
+  """Bytes a compiled function holds at once: temporaries, outputs and arguments."""
   m = compiled.memory_analysis()
   return m.temp_size_in_bytes + m.output_size_in_bytes + m.argument_size_in_bytes
 
 
-def _measure(fn, args, repeats):
+def measure(fn, args, repeats):
   """(median seconds, peak bytes, output) of jit(fn)(*args)."""
   compiled = jax.jit(fn).lower(*args).compile()
   out = jax.block_until_ready(compiled(*args))  # warm-up
@@ -65,10 +66,10 @@ def _measure(fn, args, repeats):
     start = time.perf_counter()
     out = jax.block_until_ready(compiled(*args))
     times.append(time.perf_counter() - start)
-  return float(np.median(times)), _memory_bytes(compiled), out
+  return float(np.median(times)), memory_bytes(compiled), out
 
 
-def _max_rel_diff(a, b, *, as_one):
+def max_rel_diff(a, b, *, as_one):
   """max |a - b| / max |b| per output leaf (worst leaf), or over all leaves
   together with as_one (for gradients: some are exactly zero in theory, e.g.
   a key bias shifts all logits of a query equally, so per-leaf ratios of
@@ -90,13 +91,13 @@ def compare(make_fn, *, batch, words, size, visual_dim, word_dim, attn_dim,
     module = cmsa.CMSA(visual_dim, word_dim, attn_dim=attn_dim, impl=impl,
                        rngs=nnx.Rngs(0))
     graphdef, state = nnx.split(module)
-    results[impl] = _measure(make_fn(graphdef), (state,) + args, repeats)
+    results[impl] = measure(make_fn(graphdef), (state,) + args, repeats)
   (t_dense, m_dense, out_dense), (t_fact, m_fact, out_fact) = (
       results['dense'], results['factorized'])
   return dict(dense_s=t_dense, factorized_s=t_fact, speedup=t_dense / t_fact,
               dense_bytes=m_dense, factorized_bytes=m_fact,
               memory_ratio=m_dense / m_fact,
-              max_rel_diff=_max_rel_diff(out_fact, out_dense, as_one=grads))
+              max_rel_diff=max_rel_diff(out_fact, out_dense, as_one=grads))
 
 
 def _print_row(name, r):

@@ -27,8 +27,8 @@ import tensorflow_datasets as tfds
 
 from cmsa_jax import errors
 from cmsa_jax.data import input_pipeline
-from cmsa_jax.data import sources
 from cmsa_jax.data import text
+from cmsa_jax.run import dataset
 
 _CONFIG = config_flags.DEFINE_config_file('config', None, 'Measure this config\'s pipeline '
                                           'and train step (overrides the flags below).')
@@ -70,7 +70,7 @@ def load_source():
   config = _CONFIG.value
   if config:
     try:
-      return config.dataset, sources.load_source(config, config.train_split)
+      return config.dataset, dataset.load_source(config, config.train_split)
     except errors.NotFoundError:
       return 'memory', memory_source(_NUM_RECORDS.value)
   if _DATASET.value:

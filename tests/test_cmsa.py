@@ -92,11 +92,11 @@ def test_mean_word_weight_is_capped_and_temperature_is_not():
   n = 4
   mask = jnp.ones((1, n), bool)
   received = jnp.array([[7.0 * n, 0, 0, 0]])  # hw = 7 pixels x n query words.
-  mean = cmsa._word_weights(received, mask, 7, 'mean')
+  mean = cmsa.word_weights(received, mask, 7, 'mean')
   np.testing.assert_allclose(mean[0, 0], np.e / (np.e + n - 1), rtol=1e-6)
   for t, want in [(0.0, np.exp(n) / (np.exp(n) + n - 1)),
                   (1.0, np.exp(n * np.e) / (np.exp(n * np.e) + n - 1))]:
-    got = cmsa._word_weights(received, mask, 7, 'temperature', jnp.float32(t))
+    got = cmsa.word_weights(received, mask, 7, 'temperature', jnp.float32(t))
     np.testing.assert_allclose(got[0, 0], want, rtol=1e-6)
 
 

@@ -7,7 +7,7 @@ import numpy as np
 from PIL import Image
 import pytest
 
-from cmsa_jax.records import image_io
+from cmsa_jax.media import image_io
 from cmsa_jax.records import manual_files
 
 

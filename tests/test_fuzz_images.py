@@ -16,7 +16,7 @@ from PIL import Image
 import pytest
 
 import fuzzing
-from cmsa_jax.records import image_io
+from cmsa_jax.media import image_io
 from cmsa_jax.run import predict
 
 pytestmark = pytest.mark.fuzz

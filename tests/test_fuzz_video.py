@@ -1,4 +1,4 @@
-"""Fuzzed video readers: predict's `load_frames` and the builders' `video.load_clip_frames`.
+"""Fuzzed video readers: predict's `load_frames` and the builders' `frames_lib.load_clip_frames`.
 
 Random bytes; valid mp4 / webm / GIF files truncated and mutated; playlists and
 lists naming other files; frame folders that are empty, hold junk or non-image
@@ -20,7 +20,7 @@ import pytest
 
 import fuzzing
 from cmsa_jax import errors
-from cmsa_jax.records import video
+from cmsa_jax.media import frames as frames_lib
 from cmsa_jax.run import predict_video
 
 pytestmark = pytest.mark.fuzz
@@ -77,7 +77,7 @@ def _check_video_file(sandbox, data, name):
   if frames is not None:
     assert frames and len({f.shape for f in frames}) == 1
     assert all(f.dtype == np.uint8 and f.ndim == 3 and f.shape[2] == 3 for f in frames)
-  result = fuzzing.check(lambda: video.load_clip_frames(path, [1], 1), name=path,
+  result = fuzzing.check(lambda: frames_lib.load_clip_frames(path, [1], 1), name=path,
                          sandbox=sandbox, given=path)
   if result is not None:
     jpegs, num_frames = result
@@ -159,7 +159,7 @@ def _check_folder(sandbox, folder):
                          sandbox=sandbox, given=folder, also=targets)
   if frames is not None:
     assert frames and len({f.shape for f in frames}) == 1
-  result = fuzzing.check(lambda: video.load_clip_frames(folder, [1], 2), name=folder,
+  result = fuzzing.check(lambda: frames_lib.load_clip_frames(folder, [1], 2), name=folder,
                          sandbox=sandbox, given=folder, also=targets)
   assert (result is None) == (frames is None)
   if result is not None:

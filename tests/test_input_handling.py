@@ -24,16 +24,16 @@ import helpers
 from cmsa_jax import errors
 from cmsa_jax.data import input_pipeline
 from cmsa_jax.data import text
+from cmsa_jax.media import image_io
 from cmsa_jax.records import broken
-from cmsa_jax.records import image_io
 from cmsa_jax.records import manual_files
 from cmsa_jax.records import safe_pickle
 from cmsa_jax.records import video
 from cmsa_jax.run import checkpoints
+from cmsa_jax.run import dataset
 from cmsa_jax.run import metrics
 from cmsa_jax.run import predict
 from cmsa_jax.run import state as state_lib
-from cmsa_jax.data import sources
 from cmsa_jax.tools import build_dataset
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,7 +45,7 @@ def workdir(tmp_path_factory):
   """A workdir with an (untrained) tiny checkpoint that predict restores."""
   config = helpers.make_tiny_config()
   workdir = str(tmp_path_factory.mktemp('ckpt'))
-  vocab = sources.build_vocabulary(config, workdir)
+  vocab = dataset.vocabulary(config, workdir)
   _, state, _ = state_lib.create_train_state(config, len(vocab))
   with checkpoints.checkpoint_manager(config, workdir) as mngr:
     mngr.save(1, args=checkpoints.checkpoint_items(state, config, vocab), force=True)

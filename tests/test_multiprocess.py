@@ -29,11 +29,11 @@ _WORKER = textwrap.dedent('''
     import numpy as np
     import orbax.checkpoint as ocp
     import helpers
-    from cmsa_jax.data import input_pipeline, sources, text
-    from cmsa_jax.run import checkpoints, evaluate, state as state_lib, train
+    from cmsa_jax.data import input_pipeline, text
+    from cmsa_jax.run import checkpoints, dataset, evaluate, state as state_lib, train
     config = helpers.make_tiny_config()  # The demo's, shrunk.
     config.num_eval_examples = 5  # Uneven shards: 3 + 2.
-    source = sources.load_source(config, config.train_split)
+    source = dataset.load_source(config, config.train_split)
     index = input_pipeline.sentence_index(source)
     vocab = text.Vocabulary.build(index.texts)
     graphdef, state, tx = state_lib.create_train_state(config, len(vocab))

@@ -19,7 +19,7 @@ import helpers
 from cmsa_jax import errors
 from cmsa_jax import models
 from cmsa_jax.data import input_pipeline
-from cmsa_jax.data import sources
+from cmsa_jax.run import dataset
 from cmsa_jax.run import state as state_lib
 from cmsa_jax.run import train
 
@@ -28,9 +28,9 @@ from cmsa_jax.run import train
 def demo_batch(tmp_path_factory):
   """A batch of 8 synthetic demo scenes and the vocabulary size."""
   config = helpers.make_tiny_config()
-  vocab = sources.build_vocabulary(config, str(tmp_path_factory.mktemp('vocab')))
+  vocab = dataset.vocabulary(config, str(tmp_path_factory.mktemp('vocab')))
   it = input_pipeline.create_train_iterator(
-      sources.load_source(config, 'train'), vocab, batch_size=8, image_size=config.image_size,
+      dataset.load_source(config, 'train'), vocab, batch_size=8, image_size=config.image_size,
       seed=0)
   return train.model_batch(next(it), state_lib.model_class(config)), len(vocab)
 

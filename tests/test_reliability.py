@@ -22,8 +22,8 @@ from tensorboardX.proto import event_pb2
 import helpers
 from cmsa_jax import errors
 from cmsa_jax.data import input_pipeline
-from cmsa_jax.data import sources
 from cmsa_jax.run import checkpoints
+from cmsa_jax.run import dataset
 from cmsa_jax.run import evaluate
 from cmsa_jax.run import state as state_lib
 from cmsa_jax.run import train
@@ -185,10 +185,10 @@ def _save_checkpoints(config, workdir, steps):
 
   Returns the state and the data iterator.
   """
-  vocab = sources.build_vocabulary(config, workdir)
+  vocab = dataset.vocabulary(config, workdir)
   _, state, _ = state_lib.create_train_state(config, len(vocab))
   train_iter = input_pipeline.create_train_iterator(
-      sources.load_source(config, config.train_split), vocab, batch_size=config.batch_size,
+      dataset.load_source(config, config.train_split), vocab, batch_size=config.batch_size,
       image_size=config.image_size, seed=config.seed)
   mngr = checkpoints.checkpoint_manager(config, workdir)
   for step in steps:

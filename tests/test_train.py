@@ -15,9 +15,9 @@ import pytest
 import helpers
 from cmsa_jax import models
 from cmsa_jax.data import input_pipeline
-from cmsa_jax.data import sources
 from cmsa_jax.data import synthetic
 from cmsa_jax.run import checkpoints
+from cmsa_jax.run import dataset
 from cmsa_jax.run import evaluate
 from cmsa_jax.run import predict
 from cmsa_jax.run import state as state_lib
@@ -79,10 +79,10 @@ def test_batch_size_must_divide_over_devices(tiny_config, tmp_path):
 
 def test_few_demo_steps_lower_the_loss(tiny_config, tmp_path):
   tiny_config.learning_rate = 3e-3
-  vocab = sources.build_vocabulary(tiny_config, str(tmp_path))
+  vocab = dataset.vocabulary(tiny_config, str(tmp_path))
   graphdef, state, tx = state_lib.create_train_state(tiny_config, len(vocab))
   it = input_pipeline.create_train_iterator(
-      sources.load_source(tiny_config, 'train'), vocab, batch_size=8, image_size=tiny_config.image_size, seed=0)
+      dataset.load_source(tiny_config, 'train'), vocab, batch_size=8, image_size=tiny_config.image_size, seed=0)
   batch = train.model_batch(next(it), state_lib.model_class(tiny_config))
   step = jax.jit(lambda s, b: train.train_step(s, b, graphdef=graphdef, tx=tx))
   losses = []
@@ -93,7 +93,7 @@ def test_few_demo_steps_lower_the_loss(tiny_config, tmp_path):
 
 
 def _predictions(model, vocab, config):
-  source = sources.load_source(config, config.eval_split)
+  source = dataset.load_source(config, config.eval_split)
   batch = next(iter(input_pipeline.create_eval_iterator(
       source, vocab, batch_size=4, image_size=config.image_size)))
   return np.asarray(evaluate.predict_probabilities(model, models.inputs(model, batch)))
@@ -125,7 +125,7 @@ def test_checkpoint_restore_resume_and_eval(trained, tmp_path):
   model, config, vocab, step = checkpoints.restore_model(workdir)
   assert step == tiny_config.num_train_steps
   assert config.model.backbone_args.width == tiny_config.model.backbone_args.width
-  saved_vocab = sources.build_vocabulary(tiny_config, workdir)  # Loads vocab.json.
+  saved_vocab = dataset.vocabulary(tiny_config, workdir)  # Loads vocab.json.
   assert vocab.to_dict() == saved_vocab.to_dict()
 
   # --mode=eval reproduces the final metrics from the checkpoint alone.

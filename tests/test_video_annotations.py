@@ -7,11 +7,14 @@ files (wc, cut, sort -u, grep), not with these readers.
 import collections
 import pathlib
 
+import av
 import numpy as np
 import pytest
 from PIL import Image
 
-from cmsa_jax.records import image_io
+from cmsa_jax.media import clips
+from cmsa_jax.media import frames
+from cmsa_jax.media import image_io
 from cmsa_jax.records import video
 
 REAL = pathlib.Path(__file__).resolve().parents[2] / 'shared' / 'real-annotations'
@@ -89,12 +92,12 @@ def test_a2d_label_names():
 
 
 def test_clip_frame_ids_pad_with_edge_frames():
-  assert video.clip_frame_ids(1, 2, 10) == [1, 1, 1, 2, 3]
-  assert video.clip_frame_ids(5, 2, 10) == [3, 4, 5, 6, 7]
-  assert video.clip_frame_ids(2, 3, 3) == [1, 1, 1, 2, 3, 3, 3]
-  assert video.clip_frame_ids(4, 0, 4) == [4]
+  assert clips.clip_frame_ids(1, 2, 10) == [1, 1, 1, 2, 3]
+  assert clips.clip_frame_ids(5, 2, 10) == [3, 4, 5, 6, 7]
+  assert clips.clip_frame_ids(2, 3, 3) == [1, 1, 1, 2, 3, 3, 3]
+  assert clips.clip_frame_ids(4, 0, 4) == [4]
   with pytest.raises(ValueError, match='center=5'):
-    video.clip_frame_ids(5, 1, 4)
+    clips.clip_frame_ids(5, 1, 4)
 
 
 def test_uniform_frame_ids_are_first_middle_last():
@@ -114,19 +117,36 @@ def test_numbered_frames_ignore_other_files_and_need_no_gaps(tmp_path):
   _write_frames(tmp_path / 'ok', [1, 2, 3])
   (tmp_path / 'ok' / '.AppleDouble').mkdir()
   (tmp_path / 'ok' / 'notes.txt').write_text('x')
-  assert [p.name for p in video.numbered_frames(tmp_path / 'ok')] == [
+  assert [p.name for p in frames.numbered_frames(tmp_path / 'ok')] == [
       '00001.png', '00002.png', '00003.png']
   _write_frames(tmp_path / 'gap', [1, 3])
   with pytest.raises(ValueError, match='numbered 1..n'):
-    video.numbered_frames(tmp_path / 'gap')
+    frames.numbered_frames(tmp_path / 'gap')
 
 
-def test_load_clip_frames_reads_only_clip_frames_and_checks_centers(tmp_path):
-  _write_frames(tmp_path / 'v', range(1, 9))
-  frames, num_frames = video.load_clip_frames(tmp_path / 'v', [1, 8], 1)
-  assert num_frames == 8 and sorted(frames) == [1, 2, 7, 8]
-  with pytest.raises(ValueError, match='outside its 8 frames'):
-    video.load_clip_frames(tmp_path / 'v', [9], 1)
+def _write_mp4(path, num_frames):
+  with av.open(str(path), 'w') as container:
+    stream = container.add_stream('libx264', rate=24)
+    stream.height, stream.width, stream.pix_fmt = 16, 16, 'yuv420p'
+    for i in range(num_frames):
+      frame = av.VideoFrame.from_ndarray(np.full((16, 16, 3), 20 * i, np.uint8), format='rgb24')
+      container.mux(stream.encode(frame))
+    container.mux(stream.encode())
+
+
+@pytest.mark.parametrize('kind', ['folder', 'mp4'])
+def test_load_clip_frames_reads_only_clip_frames_and_checks_centers(tmp_path, kind):
+  if kind == 'folder':
+    _write_frames(tmp_path / 'v', range(1, 9))
+    source = tmp_path / 'v'
+  else:
+    source = tmp_path / 'v.mp4'
+    _write_mp4(source, 8)
+  jpegs, num_frames = frames.load_clip_frames(source, [1, 8], 1)
+  assert num_frames == 8 and sorted(jpegs) == [1, 2, 7, 8]  # Clips [1, 1, 2] and [7, 8, 8].
+  for bad in ([9], [0]):
+    with pytest.raises(ValueError, match='outside its 8 frames'):
+      frames.load_clip_frames(source, bad, 1)
 
 
 def test_index_videos_skips_hidden_folders_and_rejects_duplicates(tmp_path):
@@ -140,8 +160,17 @@ def test_index_videos_skips_hidden_folders_and_rejects_duplicates(tmp_path):
 
 def test_clip_fields_hold_the_clip_and_check_the_mask_size():
   jpegs = {i: image_io.encode_jpeg(np.full((4, 6, 3), 40 * i, np.uint8)) for i in (1, 2, 3)}
-  clip = video.clip_fields(jpegs, 3, 1, 3, masks=np.zeros((2, 4, 6)), masks_path='m.h5')
+  clip = clips.clip_fields(jpegs, 3, 1, 3, masks=np.zeros((2, 4, 6)), masks_path='m.h5')
   assert clip == {'image': jpegs[3], 'height': 4, 'width': 6, 'frame_index': 3,
                   'frames': [jpegs[2], jpegs[3], jpegs[3]], 'frame_ids': [2, 3, 3]}
   with pytest.raises(ValueError, match=r'm.h5: masks are \(6, 4\)'):
-    video.clip_fields(jpegs, 3, 1, 3, masks=np.zeros((6, 4)), masks_path='m.h5')
+    clips.clip_fields(jpegs, 3, 1, 3, masks=np.zeros((6, 4)), masks_path='m.h5')
+
+
+def test_clip_mask_marks_the_edge_padding_of_clip_frame_ids():
+  # Clip [1, 1, 1, 2, 3] of a video's first frame: the two leading 1s repeat frame 1.
+  np.testing.assert_array_equal(clips.clip_mask(clips.clip_frame_ids(1, 2, 10)),
+                                [False, False, True, True, True])
+  np.testing.assert_array_equal(clips.clip_mask(clips.clip_frame_ids(2, 3, 3)),
+                                [False, False, True, True, True, False, False])
+  assert clips.clip_mask(clips.clip_frame_ids(5, 2, 10)).all()

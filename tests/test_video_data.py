@@ -9,6 +9,7 @@ from cmsa_jax.data import input_pipeline as ip
 from cmsa_jax.data import sources
 from cmsa_jax.data import synthetic_video as sv
 from cmsa_jax.data import text
+from cmsa_jax.run import dataset
 from configs import demo_video
 from tests import helpers
 
@@ -100,14 +101,14 @@ def test_misaligned_clips_name_the_record(vocab):
 
 def test_the_video_demo_generates_its_splits_on_the_fly():
   config = demo_video.get_config()
-  source = sources.load_source(config, 'test')
+  source = dataset.load_source(config, 'test')
   assert isinstance(source, sv.SyntheticVideoSource) and len(source) == 300
   assert len(source[0]['frames']) == 2 * config.clip_radius + 1
-  assert sources.has_all_objects(config)
+  assert sources.has_all_objects(config.dataset)
   config.dataset = 'a2d_sentences/default'
   config.data_dir = '/nonexistent'
   with pytest.raises(errors.NotFoundError, match='a2d_sentences'):
-    sources.load_source(config, 'test')
+    dataset.load_source(config, 'test')
 
 
 def test_a_registered_builder_is_not_built_by_reading_it(monkeypatch, tmp_path):
@@ -118,5 +119,5 @@ def test_a_registered_builder_is_not_built_by_reading_it(monkeypatch, tmp_path):
   config = demo_video.get_config()
   config.dataset, config.data_dir = 'a2d_sentences/default', str(tmp_path)
   with pytest.raises(errors.NotFoundError, match='build_dataset a2d_sentences/default'):
-    sources.load_source(config, 'test')
+    dataset.load_source(config, 'test')
   assert not list(tmp_path.iterdir())  # Nothing was written.

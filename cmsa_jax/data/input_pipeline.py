@@ -30,6 +30,7 @@ from tensorflow_datasets.core.data_sources import base as tfds_sources
 
 from cmsa_jax import errors
 from cmsa_jax import progress as progress_lib
+from cmsa_jax.media import clips
 
 _RESAMPLE = {'bilinear': PIL.Image.BILINEAR, 'nearest': PIL.Image.NEAREST}
 # Batched by stacking; everything else an eval example holds stays a list.
@@ -259,7 +260,7 @@ class _LoadExample:
         len(ids) != len(frames) or ids[centre] != int(record['frame_index'])):
       raise errors.InputError(f'record {r}: the clip is not centred on the annotated frame '
                               f'{int(record["frame_index"])} (frame_ids {ids.tolist()})')
-    frame_mask = clip_mask(ids[centre - tau:centre + tau + 1])
+    frame_mask = clips.clip_mask(ids[centre - tau:centre + tau + 1])
     frames = [_pixels(f, 'RGB', f'record {r}: clip frame {i}')
               for i, f in enumerate(frames[centre - tau:centre + tau + 1])]
     for f in frames:
@@ -275,16 +276,6 @@ class _LoadExample:
                       for i, m in enumerate(masks)]).astype(bool)
     return {'baseline_all_objects': masks.any(0),
             'baseline_largest_object': masks[masks.sum((1, 2)).argmax()]}
-
-
-def clip_mask(frame_ids):
-  """Which frames of a clip are real, from its 2τ+1 frame ids (annotated one in the
-  middle): False where a frame repeats its neighbour towards the middle, the edge
-  padding of a video shorter than the clip."""
-  ids = np.asarray(frame_ids).reshape(-1)
-  tau = len(ids) // 2
-  towards_centre = np.concatenate([ids[1:tau + 1], ids[tau:tau + 1], ids[tau:-1]])
-  return (ids != towards_centre) | (np.arange(len(ids)) == tau)
 
 
 def _check_args(batch_size, image_size, max_words, clip_radius, num_workers):

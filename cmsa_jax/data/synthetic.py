@@ -52,9 +52,9 @@ MARGIN = 4 / 64  # Of the image size: spatial gap a claim must clear.
 REDUNDANT_P = 0.2  # Chance an attribute expression names one extra attribute.
 COLOR_JITTER = 12
 
-_ALL_SUBSETS = tuple(c for k in range(len(ATTRIBUTES) + 1)
-                     for c in itertools.combinations(ATTRIBUTES, k))
-_SUBSETS = _ALL_SUBSETS[1:]  # Non-empty, fewest attributes first.
+ATTRIBUTE_SUBSETS = tuple(c for k in range(len(ATTRIBUTES) + 1)  # Fewest attributes first.
+                          for c in itertools.combinations(ATTRIBUTES, k))
+_SUBSETS = ATTRIBUTE_SUBSETS[1:]  # Non-empty, fewest attributes first.
 _ORDINALS = ('second', 'third')
 
 
@@ -92,7 +92,7 @@ def _edges(polygons):
 
 # Unit shapes of area pi as unions of convex polygons (the circle is exact).
 # Image coordinates (y down): the triangle and the star point up.
-_GEOMETRY = {
+GEOMETRY = {
     'circle': {'bounds': np.array([-1.0, -1.0, 1.0, 1.0])},
     'square': _edges([_regular(4, math.sqrt(math.pi / 2), math.pi / 4)]),
     'triangle': _edges([_regular(3, math.sqrt(4 * math.pi / (3 * math.sqrt(3))), -math.pi / 2)]),
@@ -108,9 +108,9 @@ def _grid(size):
   return centres[None, :], centres[:, None]
 
 
-def _rasterize(shape, cx, cy, radius, size):
+def rasterize(shape, cx, cy, radius, size):
   """(rows, cols, inside): a window and which of its pixel centres the shape covers."""
-  g = _GEOMETRY[shape]
+  g = GEOMETRY[shape]
   x0, y0, x1, y1 = g['bounds'] * radius + (cx, cy, cx, cy)
   rows = slice(max(int(y0) - 1, 0), min(int(y1) + 2, size))  # One pixel to spare.
   cols = slice(max(int(x0) - 1, 0), min(int(x1) + 2, size))
@@ -123,7 +123,7 @@ def _rasterize(shape, cx, cy, radius, size):
   return rows, cols, inside.all(1).any(0)
 
 
-def _background(rng, size):
+def background(rng, size):
   """Low-saturation grey with a gradient and triangle-wave stripes, (H, W, 3)."""
   xs, ys = _grid(size)
   xs, ys = xs / size - 0.5, ys / size - 0.5
@@ -139,7 +139,8 @@ def _background(rng, size):
 
 
 @dataclasses.dataclass(frozen=True)
-class _Object:
+class SceneObject:
+  """One shape of a scene: its attributes and the centroid of its visible mask."""
   shape: str
   color: str
   size: str
@@ -160,20 +161,20 @@ def _try_scene(rng, size, num):
   labels = np.full((size, size), -1, np.int8)  # Visible object per pixel.
   hues = np.zeros((size, size), np.uint8)  # Bit c set: colour c is visible there.
   near = np.zeros_like(hues)  # Bit c set: colour c is visible in the 3x3 around.
-  image = _background(rng, size)
+  image = background(rng, size)
   objects, keep = [], np.zeros(0)
   for k in range(num):
     visible = np.bincount(labels.ravel() + 1, minlength=k + 1)[1:]
     for attempt in range(40):
       if attempt % 10 == 0:  # Redraw the object now and then: a smaller one may fit.
         hue = rng.integers(len(COLORS))
-        obj = _Object(SHAPES[rng.integers(len(SHAPES))], tuple(COLORS)[hue],
+        obj = SceneObject(SHAPES[rng.integers(len(SHAPES))], tuple(COLORS)[hue],
                       tuple(SIZES)[rng.integers(len(SIZES))])
         radius = rng.uniform(*SIZES[obj.size]) * size / 64
-        x0, y0, x1, y1 = _GEOMETRY[obj.shape]['bounds'] * radius
+        x0, y0, x1, y1 = GEOMETRY[obj.shape]['bounds'] * radius
       cx = -x0 + (size - x1 + x0) * rng.random()  # The whole shape in the image.
       cy = -y0 + (size - y1 + y0) * rng.random()
-      rows, cols, inside = _rasterize(obj.shape, cx, cy, radius, size)
+      rows, cols, inside = rasterize(obj.shape, cx, cy, radius, size)
       lost = np.bincount(labels[rows, cols][inside] + 1, minlength=k + 1)[1:]
       # Occlude no object beyond MIN_VISIBLE; touch none of the same colour.
       if np.all(visible - lost >= keep) and not np.any(near[rows, cols][inside] & (1 << hue)):
@@ -182,7 +183,7 @@ def _try_scene(rng, size, num):
       return None
     labels[rows, cols][inside] = k
     hues[rows, cols][inside] = 1 << hue
-    near = _spread(hues)
+    near = spread(hues)
     color = np.asarray(COLORS[obj.color]) + rng.integers(-COLOR_JITTER, COLOR_JITTER + 1, size=3)
     image[rows, cols][inside] = color
     objects.append(obj)
@@ -190,7 +191,7 @@ def _try_scene(rng, size, num):
   return _with_centroids(objects, labels), labels, image
 
 
-def _spread(bits):
+def spread(bits):
   """OR of `bits` over each pixel's 3x3 neighbourhood."""
   out = bits.copy()
   out[1:] |= bits[:-1]
@@ -237,7 +238,7 @@ _RELATIONS = {  # words: how far `a` lies on that side of `b`.
 }
 
 
-class _Scene:
+class Scene:
   """Objects plus the queries expressions are built from."""
 
   def __init__(self, objects, size):
@@ -246,7 +247,7 @@ class _Scene:
     self.order = {word: sorted(range(len(objects)), key=values.__getitem__)
                   for word, values in self.keys.items()}
     self._members = {}
-    for attrs in _ALL_SUBSETS:
+    for attrs in ATTRIBUTE_SUBSETS:
       groups = {}
       for i, o in enumerate(objects):
         groups.setdefault(tuple(getattr(o, a) for a in attrs), []).append(i)
@@ -274,12 +275,14 @@ class _Scene:
     return rank if all(g >= self.margin for g in gaps) else None
 
 
-def _phrase(obj, attrs):
+def phrase(obj, attrs):
+  """'small red circle' for `attrs` ('size', 'color', 'shape'); 'object' if no shape."""
   words = [getattr(obj, a) for a in ATTRIBUTES if a in attrs and a != 'shape']
   return ' '.join(words + [obj.shape if 'shape' in attrs else 'object'])
 
 
-def _attribute_texts(scene, target, rng):
+def attribute_texts(scene, target, rng):
+  """The attribute family: the fewest attributes that single `target` out (one more, at times)."""
   minimal = scene.unique_attrs[target]
   if not minimal:
     return []
@@ -287,16 +290,16 @@ def _attribute_texts(scene, target, rng):
   extra = [a for a in ATTRIBUTES if a not in attrs]
   if extra and rng.random() < REDUNDANT_P:
     attrs += (extra[rng.integers(len(extra))],)
-  return [f'the {_phrase(scene.objects[target], attrs)}']
+  return [f'the {phrase(scene.objects[target], attrs)}']
 
 
 def _location_texts(scene, target, rng):
   del rng
   texts = []
-  for attrs in _ALL_SUBSETS:
+  for attrs in ATTRIBUTE_SUBSETS:
     members = scene.members(target, attrs)
     if len(members) >= 2:
-      texts += [f'the {word} {_phrase(scene.objects[target], attrs)}'
+      texts += [f'the {word} {phrase(scene.objects[target], attrs)}'
                 for word in _EXTREMES if scene.rank(members, target, word) == 0]
   return texts
 
@@ -304,12 +307,12 @@ def _location_texts(scene, target, rng):
 def _ordinal_texts(scene, target, rng):
   del rng
   texts = []
-  for attrs in _ALL_SUBSETS:
+  for attrs in ATTRIBUTE_SUBSETS:
     members = scene.members(target, attrs)
     for side, word in _SIDES.items():
       rank = scene.rank(members, target, word) if len(members) >= 2 else None
       if rank in (1, 2):
-        texts.append(f'the {_ORDINALS[rank - 1]} {_phrase(scene.objects[target], attrs)} '
+        texts.append(f'the {_ORDINALS[rank - 1]} {phrase(scene.objects[target], attrs)} '
                      f'from the {side}')
   return texts
 
@@ -319,15 +322,15 @@ def _relation_texts(scene, target, rng):
   for anchor, anchor_attrs in enumerate(scene.unique_attrs):
     if anchor == target or not anchor_attrs:
       continue
-    anchor_phrase = _phrase(objects[anchor], anchor_attrs[rng.integers(len(anchor_attrs))])
-    for attrs in _ALL_SUBSETS:
+    anchor_phrase = phrase(objects[anchor], anchor_attrs[rng.integers(len(anchor_attrs))])
+    for attrs in ATTRIBUTE_SUBSETS:
       rivals = [i for i in scene.members(target, attrs) if i not in (target, anchor)]
       if not rivals:  # The relation must be needed.
         continue
       for words, offset in _RELATIONS.items():
         if (offset(objects[target], objects[anchor]) >= scene.margin and
             all(offset(objects[i], objects[anchor]) <= 0 for i in rivals)):
-          texts.append(f'the {_phrase(objects[target], attrs)} {words} the {anchor_phrase}')
+          texts.append(f'the {phrase(objects[target], attrs)} {words} the {anchor_phrase}')
   return texts
 
 
@@ -335,18 +338,18 @@ def _negation_texts(scene, target, rng):
   del rng
   objects, texts = scene.objects, []
   for negated in ATTRIBUTES:
-    for attrs in _ALL_SUBSETS:
+    for attrs in ATTRIBUTE_SUBSETS:
       if negated in attrs:
         continue
       values = {getattr(objects[i], negated) for i in scene.members(target, attrs) if i != target}
       if len(values) == 1 and getattr(objects[target], negated) not in values:
         article = 'a ' if negated == 'shape' else ''
-        texts.append(f'the {_phrase(objects[target], attrs)} that is not {article}{values.pop()}')
+        texts.append(f'the {phrase(objects[target], attrs)} that is not {article}{values.pop()}')
   return texts
 
 
 _FAMILIES = {
-    'attribute': _attribute_texts,
+    'attribute': attribute_texts,
     'location': _location_texts,
     'relation': _relation_texts,
     'ordinal': _ordinal_texts,
@@ -383,7 +386,8 @@ def _sample_expression(rng, scene, taken):
 # Records.
 
 
-def _split_code(split):
+def split_code(split):
+  """The index of `split` in SPLITS, which seeds and ids derive from."""
   if split not in SPLITS:
     raise ValueError(f'split must be one of {SPLITS}, got {split!r}.')
   return SPLITS.index(split)
@@ -391,7 +395,7 @@ def _split_code(split):
 
 def image_id(split, index):
   """The int64 id of record `index` of `split`, unique across splits."""
-  return _split_code(split) * 10**9 + index
+  return split_code(split) * 10**9 + index
 
 
 def generate_example(seed: int, split: str, index: int, *, image_size: int = 64) -> dict:
@@ -400,10 +404,10 @@ def generate_example(seed: int, split: str, index: int, *, image_size: int = 64)
     raise ValueError(f'index must be in [0, 1e9), got {index}.')
   if image_size < 32:
     raise ValueError(f'image_size must be >= 32, got {image_size}.')
-  rng = np.random.default_rng((seed, _split_code(split), index))
+  rng = np.random.default_rng((seed, split_code(split), index))
   while True:
     objects, labels, image = _sample_scene(rng, image_size)
-    expressions = _sample_expressions(rng, _Scene(objects, image_size))
+    expressions = _sample_expressions(rng, Scene(objects, image_size))
     if expressions:
       break
   noise = np.frombuffer(rng.bytes(image.size), np.uint8).reshape(image.shape) >> 4
@@ -444,7 +448,7 @@ class SyntheticSource:
 
   def __init__(self, split: str, num_examples: int, *, seed: int = 0, image_size: int = 64,
                **options):
-    _split_code(split)
+    split_code(split)
     if num_examples < 0 or num_examples > 10**9:
       raise ValueError(f'num_examples must be in [0, 1e9], got {num_examples}.')
     self.split, self.num_examples, self.seed = split, num_examples, seed

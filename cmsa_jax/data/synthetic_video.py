@@ -86,7 +86,7 @@ def _render(rng, movers, size, num_frames):
   radii = [rng.uniform(*synthetic.SIZES[m.size]) * size / 64 for m in movers]
   placed = []
   for m, radius in zip(movers, radii):
-    x0, y0, x1, y1 = synthetic._GEOMETRY[m.shape]['bounds'] * radius  # pylint: disable=protected-access
+    x0, y0, x1, y1 = synthetic.GEOMETRY[m.shape]['bounds'] * radius
     # The whole trajectory in the image: the centre's range shrinks by the travel.
     travel = [m.centre(t, c) for t in (0, num_frames - 1)]
     tx = [p[0] - m.x for p in travel]
@@ -97,7 +97,7 @@ def _render(rng, movers, size, num_frames):
       return None
     placed.append(dataclasses.replace(m, x=float(rng.uniform(low_x, high_x)),
                                       y=float(rng.uniform(low_y, high_y))))
-  background = synthetic._background(rng, size)  # pylint: disable=protected-access
+  background = synthetic.background(rng, size)
   colors = [np.asarray(synthetic.COLORS[m.color]) + rng.integers(
       -synthetic.COLOR_JITTER, synthetic.COLOR_JITTER + 1, size=3) for m in placed]
   frames, labels = [], []
@@ -105,7 +105,7 @@ def _render(rng, movers, size, num_frames):
     image, label = background.copy(), np.full((size, size), -1, np.int8)
     areas = []
     for k, (m, radius) in enumerate(zip(placed, radii)):
-      rows, cols, inside = synthetic._rasterize(m.shape, *m.centre(t, c), radius, size)  # pylint: disable=protected-access
+      rows, cols, inside = synthetic.rasterize(m.shape, *m.centre(t, c), radius, size)
       label[rows, cols][inside] = k
       image[rows, cols][inside] = colors[k]
       areas.append(inside.sum())
@@ -121,7 +121,7 @@ def _render(rng, movers, size, num_frames):
 
 def _same_colour_touching(movers, label):
   for k, m in enumerate(movers):
-    near = synthetic._spread((label == k).astype(np.uint8)).astype(bool)  # pylint: disable=protected-access
+    near = synthetic.spread((label == k).astype(np.uint8)).astype(bool)
     if any(o.color == m.color and np.any(near & (label == j))
            for j, o in enumerate(movers) if j != k):
       return True
@@ -149,20 +149,20 @@ def _motion_claims(mover, members):
 
 def _motion_texts(scene, movers, target):
   texts = []
-  for attrs in synthetic._ALL_SUBSETS:  # pylint: disable=protected-access
+  for attrs in synthetic.ATTRIBUTE_SUBSETS:
     members = [movers[i] for i in scene.members(target, attrs)]
     if len(members) >= 2:  # The phrase alone is not enough: motion is needed.
-      phrase = synthetic._phrase(movers[target], attrs)  # pylint: disable=protected-access
+      phrase = synthetic.phrase(movers[target], attrs)
       texts += [f'the {phrase} {claim}' for claim in _motion_claims(movers[target], members)]
   return texts
 
 
 def _sample_expressions(rng, movers, size):
-  scene = synthetic._Scene(  # pylint: disable=protected-access
-      [synthetic._Object(m.shape, m.color, m.size, m.x, m.y) for m in movers], size)  # pylint: disable=protected-access
+  scene = synthetic.Scene(
+      [synthetic.SceneObject(m.shape, m.color, m.size, m.x, m.y) for m in movers], size)
   families = {
       'motion': lambda t: _motion_texts(scene, movers, t),
-      'appearance': lambda t: synthetic._attribute_texts(scene, t, rng),  # pylint: disable=protected-access
+      'appearance': lambda t: synthetic.attribute_texts(scene, t, rng),
   }
   p = np.asarray([FAMILY_WEIGHTS[f] for f in FAMILIES])
   expressions, used = [], set()
@@ -196,7 +196,7 @@ def generate_example(seed: int, split: str, index: int, *, image_size: int = 64,
     raise ValueError(f'image_size must be >= 32, got {image_size}.')
   if clip_radius < 0:
     raise ValueError(f'clip_radius must be >= 0, got {clip_radius}.')
-  code = synthetic._split_code(split)  # pylint: disable=protected-access
+  code = synthetic.split_code(split)
   rng = np.random.default_rng((seed, code, index, 1))
   num_frames, c = 2 * clip_radius + 1, clip_radius
   while True:

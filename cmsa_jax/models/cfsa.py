@@ -16,7 +16,7 @@ Query, key and value are linear maps to `attn_dim`:
 
 β are column sums: row sums are constant (each query's attention sums to 1), as
 decided for Eq.4, and Eq.11 normalises β like Eq.4 (`frame_weight`, see
-cmsa._word_weights): 'sum' literally, 'mean' as the fraction β / (hw T_valid) and
+cmsa.word_weights): 'sum' literally, 'mean' as the fraction β / (hw T_valid) and
 'temperature' as exp(t) T_valid times that fraction with a learnable t.
 
 Edge-padded frames (a video shorter than the clip repeats its first or last
@@ -70,7 +70,7 @@ def dense_attention(q, k, v, frame_mask):
   b, t, hw, d = q.shape
   flat = lambda x: x.reshape(b, t * hw, d)
   logits = jnp.einsum('bid,bjd->bij', flat(q), flat(k)).astype(jnp.float32)  # Eq.9
-  attn = cmsa._masked_softmax(logits, jnp.repeat(frame_mask, hw, axis=1)[:, None, :])  # pylint: disable=protected-access
+  attn = cmsa.masked_softmax(logits, jnp.repeat(frame_mask, hw, axis=1)[:, None, :])
   out = jnp.einsum('bij,bjd->bid', attn.astype(v.dtype), flat(v)).reshape(q.shape)
   blocks = attn.reshape(b, t, hw, t, hw)
   return out, jnp.einsum('bspuq->bsu', blocks) / hw
@@ -128,8 +128,8 @@ class CFSA(nnx.Module):
 
   def __init__(self, visual_dim: int, *, attn_dim: int = 512, impl: str = 'blocked',
                frame_weight: str = 'temperature', dtype=jnp.float32, rngs: nnx.Rngs):
-    cmsa._check_choice('cfsa_impl', impl, IMPLS)  # pylint: disable=protected-access
-    cmsa._check_choice('frame_weight', frame_weight, FRAME_WEIGHTS)  # pylint: disable=protected-access
+    cmsa.check_choice('cfsa_impl', impl, IMPLS)
+    cmsa.check_choice('frame_weight', frame_weight, FRAME_WEIGHTS)
     self.visual_dim, self.impl, self.frame_weight, self.dtype = visual_dim, impl, frame_weight, dtype
     in_dim = visual_dim + multimodal.SPATIAL_DIM + TIME_DIM
     linear = lambda i, o, use_bias=True: nnx.Linear(
@@ -168,7 +168,7 @@ class CFSA(nnx.Module):
     frame_attention = frame_attention * frame_mask[:, :, None]  # Valid queries only.
     received = jnp.sum(frame_attention, axis=1) * hw
     temperature = self.frame_log_temperature[...] if self.frame_weight == 'temperature' else None
-    weights = cmsa._word_weights(received, frame_mask, hw, self.frame_weight, temperature)  # pylint: disable=protected-access
+    weights = cmsa.word_weights(received, frame_mask, hw, self.frame_weight, temperature)
     # Eq.11 before W_o (linear, and sum_t α_t = 1): V̂ = W_o sum_t α_t attended_t + b_o.
     pooled = jnp.einsum('bt,btpd->bpd', weights.astype(attended.dtype), attended)
     features = visual[:, centre] + self.out(pooled)

@@ -86,12 +86,13 @@ class CMSAOutput(NamedTuple):
   pixel_attention: jax.Array
 
 
-def _check_choice(name, value, choices):
+def check_choice(name, value, choices):
+  """ConfigError unless `value` is one of `choices` (a model switch `name`)."""
   if value not in choices:
     raise errors.ConfigError(f'{name} must be one of {tuple(choices)}, got {value!r}.')
 
 
-def _masked_softmax(logits, mask):
+def masked_softmax(logits, mask):
   """Softmax over the last axis restricted to mask (float32)."""
   logits = jnp.where(mask, logits.astype(jnp.float32), jnp.finfo(jnp.float32).min)
   return jax.nn.softmax(logits, axis=-1) * mask
@@ -102,14 +103,14 @@ def _uniform(mask):
   return mask / jnp.sum(mask, axis=1, keepdims=True).astype(jnp.float32)
 
 
-def _word_weights(received, mask, hw, word_weight, log_temperature=None):
+def word_weights(received, mask, hw, word_weight, log_temperature=None):
   """Eq.4: alpha = softmax over valid words of the attention each receives."""
   num_words = jnp.sum(mask, axis=1, keepdims=True)
   if word_weight != 'sum':  # rbar: the fraction of the valid queries' attention.
     received = received / (hw * num_words)
   if word_weight == 'temperature':
     received = received * num_words * jnp.exp(log_temperature)
-  return _masked_softmax(received, mask)
+  return masked_softmax(received, mask)
 
 
 def _pool(features, weights, mask, pooling):
@@ -129,12 +130,12 @@ class CMSA(nnx.Module):
                word_weight: str = 'temperature', attention: str = 'full',
                qk_init_scale: float = 1.0, custom_gradients: bool = True,
                dtype=jnp.float32, rngs: nnx.Rngs):
-    _check_choice('impl', impl, IMPLS)
+    check_choice('impl', impl, IMPLS)
     if not qk_init_scale > 0:
       raise errors.ConfigError(f'qk_init_scale must be > 0, got {qk_init_scale}.')
-    _check_choice('pooling', pooling, POOLINGS)
-    _check_choice('word_weight', word_weight, WORD_WEIGHTS)
-    _check_choice('attention', attention, ATTENTION_TERMS)
+    check_choice('pooling', pooling, POOLINGS)
+    check_choice('word_weight', word_weight, WORD_WEIGHTS)
+    check_choice('attention', attention, ATTENTION_TERMS)
     if attention == 'none' and pooling == 'attention':
       raise errors.ConfigError("pooling='attention' needs attention != 'none' "
                        '(Eq.4 pools by the attention words receive).')
@@ -210,7 +211,7 @@ class CMSA(nnx.Module):
       logits = sum(jnp.einsum('bid,bjd->bij', *parts[t])
                    for t in ATTENTION_TERMS[self.attention])
     token_mask = jnp.repeat(mask, hw, axis=1)
-    attn = _masked_softmax(logits, token_mask[:, None, :])
+    attn = masked_softmax(logits, token_mask[:, None, :])
     out = self.out(jnp.einsum('bij,bjd->bid', attn.astype(v.dtype), v))
     features = (tokens + out).reshape(b, n, hw, c)  # Eq.3
     # Column sums: the attention each token receives from the valid queries.
@@ -222,7 +223,7 @@ class CMSA(nnx.Module):
 
   def _word_weights(self, received, mask, hw):
     t = self.word_log_temperature[...] if self.word_weight == 'temperature' else None
-    return _word_weights(received, mask, hw, self.word_weight, t)
+    return word_weights(received, mask, hw, self.word_weight, t)
 
   def _key_kernel(self):
     """The key kernel with the rows of the key-constant 1/w, 1/h channels at 0
@@ -262,7 +263,7 @@ class CMSA(nnx.Module):
     if 'ww' in terms:
       word_logits += dot(qb, kb)[:, None]
     word_attn = jnp.broadcast_to(
-        _masked_softmax(word_logits, mask[:, None, None, :]), (b, hw, n, n))
+        masked_softmax(word_logits, mask[:, None, None, :]), (b, hw, n, n))
     # Eq.4: word n' receives sum over valid queries (p, n) of W(n' | p, n).
     received = jnp.einsum('bpnm,bn->bm', word_attn, mask.astype(f32))
     weights = self._word_weights(received, mask, hw)

@@ -29,7 +29,8 @@ def normalize_images(images: jax.Array) -> jax.Array:
   return (images.astype(jnp.float32) / 255 - IMAGENET_MEAN) / IMAGENET_STD
 
 
-def _check_inputs(images, tokens, token_mask):
+def check_inputs(images, tokens, token_mask):
+  """ValueError naming the input unless images are (B, H, W, 3) and tokens match token_mask."""
   if images.ndim != 4 or images.shape[-1] != 3 or not (
       jnp.issubdtype(images.dtype, jnp.floating) or images.dtype == jnp.uint8):
     raise ValueError('images must be uint8 or float (B, H, W, 3) RGB in [0, 255], got '
@@ -121,7 +122,7 @@ class Model(nnx.Module):
                token_mask: jax.Array) -> dict[str, jax.Array]:
     """images: (B, H, W, 3) float RGB in [0, 255]; tokens: (B, N) int;
     token_mask: (B, N) bool, True on words (each expression needs one)."""
-    _check_inputs(images, tokens, token_mask)
+    check_inputs(images, tokens, token_mask)
     return self.decode(self.backbone(normalize_images(images)), tokens, token_mask,
                        images.shape[1:3])
 

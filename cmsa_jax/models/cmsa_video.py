@@ -60,7 +60,7 @@ class Model(cmsa_image.Model):
                        f'{frames.shape} and {frame_mask.shape}.')
     b, t, height, width, _ = frames.shape
     centre = frames[:, t // 2]
-    cmsa_image._check_inputs(centre, tokens, token_mask)  # pylint: disable=protected-access
+    cmsa_image.check_inputs(centre, tokens, token_mask)
     if not self.use_cfsa:
       return self.decode(self.backbone(cmsa_image.normalize_images(centre)), tokens,
                          token_mask, (height, width))

@@ -1,192 +1,26 @@
-"""Readers for the video referring-segmentation sources (A2D Sentences, JHMDB Sentences).
+"""Annotation parsers of the video referring-segmentation sources (A2D Sentences,
+JHMDB Sentences): expressions, video lists, instance masks and the folder layout.
 
-Frame ids are 1-indexed throughout, as in both datasets' file names. Frames are
-handed to TFDS as JPEG bytes (`image_io.as_jpeg`): JPEG sources pass through,
-everything else is encoded once.
+Frame ids are 1-indexed throughout, as in both datasets' file names. Frames and
+clips are read by `cmsa_jax.media.frames` and `cmsa_jax.media.clips`.
 """
 
 import contextlib
 import csv
 import dataclasses
-import re
 from pathlib import Path
 
-import av
 import h5py
 import numpy as np
 import scipy.io
 from absl import logging
 
 from cmsa_jax import errors
-from cmsa_jax.records import image_io
 
 # A2D actor-action codes are 10 * actor + action, both 1-indexed (Xu et al., CVPR'15).
 A2D_ACTORS = ('adult', 'baby', 'ball', 'bird', 'car', 'cat', 'dog')
 A2D_ACTIONS = ('climbing', 'crawling', 'eating', 'flying', 'jumping', 'rolling',
                'running', 'walking', 'none')
-
-_FRAME_NAME = re.compile(r'(\d+)\.(jpe?g|png)', re.IGNORECASE)
-
-
-# Clips.
-
-def clip_frame_ids(center, radius, num_frames):
-  """The 2*radius+1 frame ids centred on `center`, edge-padded into [1, num_frames]."""
-  if not 1 <= center <= num_frames:
-    raise ValueError(f'center={center} is outside the video frames [1, {num_frames}]')
-  if radius < 0:
-    raise ValueError(f'radius={radius} must be >= 0')
-  return [min(max(i, 1), num_frames) for i in range(center - radius, center + radius + 1)]
-
-
-def numbered_frames(folder):
-  """Image files named <number>.<jpg|png> in `folder` in frame order; they must be 1..n, n >= 1.
-
-  Anything else (hidden `.AppleDouble` folders, `.DS_Store`, ...) is ignored.
-  Symlinked frames are followed. InputError naming the folder otherwise.
-  """
-  found, name = {}, errors.one_line(folder)
-  try:
-    for path in Path(folder).iterdir():
-      match = _FRAME_NAME.fullmatch(path.name)
-      if match and path.is_file():
-        if int(match.group(1)) in found:
-          raise errors.InputError(f'{name}: frame {int(match.group(1))} is there twice: '
-                                  f'{errors.one_line(found[int(match.group(1))].name)} and '
-                                  f'{errors.one_line(path.name)}')
-        found[int(match.group(1))] = path
-  except OSError as e:
-    raise errors.InputError(f'{name}: cannot be listed ({errors.one_line(e.strerror or e)})'
-                            ) from None
-  if not found:
-    raise errors.InputError(f'{name}: no frame images (<number>.jpg|png)')
-  if sorted(found) != list(range(1, len(found) + 1)):
-    raise errors.InputError(f'{name}: frame files must be numbered 1..n, found '
-                            f'{sorted(found)[:10]}...')
-  return [found[i] for i in range(1, len(found) + 1)]
-
-
-class _Unnamed:
-  """A file PyAV reads through Python calls, so FFmpeg never sees its name: a name like
-  `clip%d.png` would make FFmpeg's image2 demuxer read clip1.png, clip2.png, ... instead."""
-
-  def __init__(self, f):
-    self.read, self.seek, self.tell = f.read, f.seek, f.tell
-
-
-# What PyAV raises on a damaged or hostile file (FFmpegError covers its ValueError kinds).
-_DECODE_ERRORS = (av.error.FFmpegError, OSError, ValueError, IndexError, EOFError)
-# What csv, h5py and scipy.io raise on damaged files (tests/test_fuzz_builders.py).
-_READ_ERRORS = (OSError, ValueError, TypeError, KeyError, IndexError, EOFError, csv.Error,
-                scipy.io.matlab.MatReadError, NotImplementedError)
-
-
-@contextlib.contextmanager
-def open_video(path):
-  """The PyAV container of the video file `path` and its first video stream.
-
-  FFmpeg may open no other file or URL (protocol whitelist 'none'): an HLS
-  playlist, an ffconcat list or a name pattern naming other files is refused
-  rather than followed. InputError naming `path` if it cannot be read.
-  """
-  name = errors.one_line(path)
-  try:
-    with open(path, 'rb') as f, av.open(_Unnamed(f), options={'protocol_whitelist': 'none'}
-                                        ) as container:
-      if not container.streams.video:
-        raise errors.InputError(f'{name}: not a readable video (no video stream)')
-      yield container, container.streams.video[0]
-  except errors.UserError:
-    raise
-  except _DECODE_ERRORS as e:
-    raise errors.InputError(f'{name}: not a readable video ({type(e).__name__}: '
-                            f'{errors.one_line(e)})') from None
-
-
-def load_clip_frames(source, centers, radius):
-  """JPEG bytes of every frame in the clips around `centers`, and the video's frame count.
-
-  `source` is a folder of numbered images or a video file. A video is decoded
-  once, front to back, keeping only the frames the clips use, so memory holds
-  a few encoded frames rather than the decoded video.
-
-  Returns:
-    ({frame_id: jpeg bytes}, num_frames); clips are `clip_frame_ids(c, radius, num_frames)`.
-  """
-  source = Path(source)
-  centers = sorted(set(centers))
-  if source.is_dir():
-    files = numbered_frames(source)
-    num_frames = len(files)
-    _check_centers(source, centers, num_frames)
-    wanted = {i for c in centers for i in clip_frame_ids(c, radius, num_frames)}
-    return {i: image_io.as_jpeg(files[i - 1].read_bytes(), files[i - 1])
-            for i in sorted(wanted)}, num_frames
-  # The frame count is known only after decoding: ids past the end resolve to the last
-  # frame, which is always kept.
-  wanted = {max(i, 1) for c in centers for i in range(c - radius, c + radius + 1)}
-  frames, num_frames, last = {}, 0, None
-  with open_video(source) as (container, stream):
-    stream.thread_type = 'AUTO'
-    for num_frames, frame in enumerate(container.decode(stream), start=1):
-      last = frame
-      if num_frames in wanted:
-        frames[num_frames] = image_io.encode_jpeg(frame.to_ndarray(format='rgb24'))
-    if not num_frames:
-      raise errors.InputError(f'{errors.one_line(source)}: no video frames could be decoded')
-    if num_frames not in frames:
-      frames[num_frames] = image_io.encode_jpeg(last.to_ndarray(format='rgb24'))
-  _check_centers(source, centers, num_frames)
-  return frames, num_frames
-
-
-def read_frames(source):
-  """Every frame of a video file (any format PyAV opens) or of a folder of numbered
-  images (1..n), as (H, W, 3) uint8 RGB arrays in order.
-
-  Frames are read as `image_io.read_rgb` reads an image (as displayed, any
-  mode). Raises InputError (a ValueError) naming the source for an unreadable
-  file, no frame at all (an empty folder or a video without decodable frames), a
-  video that decodes to fewer frames than its container declares (truncated),
-  a folder with gaps in its numbering, or frames of different sizes.
-  """
-  source, name = Path(source), errors.one_line(source)
-  if source.is_dir():
-    frames = [image_io.read_rgb(path) for path in numbered_frames(source)]
-  else:
-    with open_video(source) as (container, stream):
-      declared = stream.frames
-      frames = [f.to_ndarray(format='rgb24') for f in container.decode(stream)]
-    if not frames:
-      raise errors.InputError(f'{name}: no video frames could be decoded')
-    if declared and len(frames) < declared:
-      raise errors.InputError(f'{name}: truncated: {len(frames)} of the {declared} frames its '
-                              'container declares could be decoded')
-  sizes = sorted({f.shape for f in frames})
-  if len(sizes) > 1:
-    raise errors.InputError(f'{name}: frames differ in size: {sizes}')
-  return frames
-
-
-def _check_centers(source, centers, num_frames):
-  if centers and not 1 <= centers[0] <= centers[-1] <= num_frames:
-    raise errors.InputError(f'{errors.one_line(source)}: annotated frames {centers} fall outside '
-                            f'its {num_frames} frames')
-
-
-def clip_fields(jpegs, center, radius, num_frames, *, masks, masks_path):
-  """The fields a record of annotated frame `center` shares with every expression there.
-
-  `jpegs` and `num_frames` are `load_clip_frames`'s; `masks` ((n, H, W) or (H, W),
-  read from `masks_path`) must have the frame's size, else ValueError naming the file.
-  """
-  height, width = image_io.size(jpegs[center])
-  if masks.shape[-2:] != (height, width):
-    raise ValueError(f'{masks_path}: masks are {masks.shape[-2:]} (H, W) but frame {center} '
-                     f'is {(height, width)}')
-  frame_ids = clip_frame_ids(center, radius, num_frames)
-  return {'image': jpegs[center], 'height': height, 'width': width, 'frame_index': center,
-          'frames': [jpegs[i] for i in frame_ids], 'frame_ids': frame_ids}
 
 
 # Text annotations.
@@ -198,6 +32,11 @@ class Expression:
   video_id: str
   instance_id: int
   text: str
+
+
+# What csv, h5py and scipy.io raise on damaged files (tests/test_fuzz_builders.py).
+_READ_ERRORS = errors.MALFORMED_INPUT + (csv.Error, scipy.io.matlab.MatReadError,
+                                         NotImplementedError)
 
 
 @contextlib.contextmanager

@@ -18,6 +18,7 @@ from cmsa_jax.data import input_pipeline
 from cmsa_jax.data import sources
 from cmsa_jax.run import checkpoints
 from cmsa_jax.run import crf
+from cmsa_jax.run import dataset as dataset_lib
 from cmsa_jax.run import metrics as metrics_lib
 from cmsa_jax.run import writers
 
@@ -47,8 +48,8 @@ def _score_example(batch, j, prob, scores, use_crf):
 
 def evaluate_model(model, config, vocab, workdir, *, step):
   """Scores `model` on config.eval_split; writes WORKDIR/eval/metrics.{json,md}."""
-  source = sources.load_source(config, config.eval_split)
-  with_baselines = sources.has_all_objects(config)
+  source = dataset_lib.load_source(config, config.eval_split)
+  with_baselines = sources.has_all_objects(config.dataset)
   index = input_pipeline.sentence_index(source)
   total = len(index) if config.num_eval_examples < 0 else min(config.num_eval_examples, len(index))
   index, total = process_shard(index, total)

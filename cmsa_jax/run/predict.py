@@ -15,7 +15,7 @@ from cmsa_jax import errors
 from cmsa_jax import models
 from cmsa_jax.data import input_pipeline
 from cmsa_jax.data import text
-from cmsa_jax.records import image_io
+from cmsa_jax.media import image_io
 from cmsa_jax.run import checkpoints
 from cmsa_jax.run import crf
 
@@ -46,7 +46,8 @@ def run_model(model, vocab, image, expression, *, image_size, max_words):
   return prob, heatmap, np.asarray(out['word_attention'][0, :, :n]), words
 
 
-def _overlay(image, mask, color=(255, 40, 40), alpha=0.5):
+def overlay(image, mask, color=(255, 40, 40), alpha=0.5):
+  """`image` (H, W, 3) uint8 with the pixels of `mask` blended towards `color`."""
   out = image.copy()  # Blends only the masked pixels: a 10000x10000 photo stays uint8.
   out[mask] = ((1 - alpha) * out[mask] + alpha * np.asarray(color, np.float32)).astype(np.uint8)
   return out
@@ -100,7 +101,7 @@ def predict(config, workdir, image_path, expression, output_dir, *, step=None):
   paths = {name: os.path.join(output_dir, name + '.png')
            for name in ('mask', 'overlay', 'word_attention', 'heatmap')}
   Image.fromarray(mask.astype(np.uint8) * 255).save(paths['mask'])
-  Image.fromarray(_overlay(image, mask)).save(paths['overlay'])
+  Image.fromarray(overlay(image, mask)).save(paths['overlay'])
   _plot_word_attention(paths['word_attention'], weights, model.levels, words, vocab, expression)
   _plot_heatmap(paths['heatmap'], image, heatmap)
   logging.info('Checkpoint step %d: the mask covers %.1f%% of the image; wrote %s', step,

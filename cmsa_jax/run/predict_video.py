@@ -16,7 +16,8 @@ from PIL import Image
 
 from cmsa_jax import errors
 from cmsa_jax.data import input_pipeline
-from cmsa_jax.records import video
+from cmsa_jax.media import clips as clips_lib
+from cmsa_jax.media import frames as frames_lib
 from cmsa_jax.run import checkpoints
 from cmsa_jax.run import predict
 
@@ -28,7 +29,7 @@ def load_frames(path):
   if not os.path.exists(path):
     raise errors.NotFoundError(f'--video={errors.one_line(path)}: no such file or folder')
   try:
-    return video.read_frames(path)
+    return frames_lib.read_frames(path)
   except ValueError as e:
     raise errors.InputError(f'--video={errors.one_line(path)}: {e}') from None
 
@@ -46,14 +47,13 @@ def run_model(model, vocab, frames, expression, *, image_size, max_words, clip_r
   resized = [input_pipeline.resize_and_pad(f, image_size) for f in frames]
   info = resized[0][1]
   n = len(frames)
-  clips = np.asarray([[min(max(i, 0), n - 1) for i in range(c - clip_radius, c + clip_radius + 1)]
-                      for c in range(n)])
+  clips = np.asarray([clips_lib.clip_frame_ids(c, clip_radius, n) for c in range(1, n + 1)]) - 1
   probs, weights, attention = [], [], []
   for start in range(0, n, BATCH):
     rows = clips[start:start + BATCH]
     rows = np.concatenate([rows, np.repeat(rows[:1], BATCH - len(rows), 0)])  # One shape.
     batch = (np.stack([[resized[i][0] for i in row] for row in rows]),
-             np.stack([input_pipeline.clip_mask(row) for row in rows]),
+             np.stack([clips_lib.clip_mask(row) for row in rows]),
              np.repeat(tokens[None], BATCH, 0), np.repeat(token_mask[None], BATCH, 0))
     p, w, a = (np.asarray(x) for x in _forward(model, *batch))
     valid = min(BATCH, n - start)
@@ -64,7 +64,7 @@ def run_model(model, vocab, frames, expression, *, image_size, max_words, clip_r
 
 
 def _save_gif(path, frames, masks, fps=8):
-  pictures = [Image.fromarray(predict._overlay(f, m)) for f, m in zip(frames, masks)]  # pylint: disable=protected-access
+  pictures = [Image.fromarray(predict.overlay(f, m)) for f, m in zip(frames, masks)]
   pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=1000 // fps, loop=0)
 
 
@@ -76,7 +76,7 @@ def _plot_frame_attention(path, frames, clip, weights, attention, levels, frame,
   fig, axes = plt.subplots(1 + len(levels), t, figsize=(1.6 * t + 1, 1.6 + 1.8 * len(levels)),
                            squeeze=False, gridspec_kw={'height_ratios': [1] + [1.1] * len(levels)})
   labels = [f'{i + 1}' + (' (pad)' if not real else '')
-            for i, real in zip(clip, input_pipeline.clip_mask(clip))]
+            for i, real in zip(clip, clips_lib.clip_mask(clip))]
   for ax, i, label in zip(axes[0], clip, labels):
     ax.imshow(frames[i])
     ax.set_title(f'frame {label}' + (' *' if i == frame else ''), fontsize=8)

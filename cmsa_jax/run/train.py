@@ -21,8 +21,8 @@ from cmsa_jax import errors
 from cmsa_jax import models
 from cmsa_jax import progress as progress_lib
 from cmsa_jax.data import input_pipeline
-from cmsa_jax.data import sources
 from cmsa_jax.run import checkpoints
+from cmsa_jax.run import dataset as dataset_lib
 from cmsa_jax.run import evaluate
 from cmsa_jax.run import state as state_lib
 from cmsa_jax.run import writers
@@ -176,11 +176,11 @@ def train_and_evaluate(config, workdir):
   """
   checkpoints.check_writable(workdir)
   local_batch = check_batch_size(config.batch_size)
-  train_source = sources.load_source(config, config.train_split)
+  train_source = dataset_lib.load_source(config, config.train_split)
   index = input_pipeline.sentence_index(train_source)
   vocab = state_lib.text_tokenizer(config)  # A text encoder's own, or the dataset's.
   if vocab is None:
-    vocab = sources.build_vocabulary(config, workdir, index)
+    vocab = dataset_lib.vocabulary(config, workdir, index)
   graphdef, state, tx = state_lib.create_train_state(config, len(vocab))
   checkpoints.check_free_space(workdir, state)
   model_class = state_lib.model_class(config)

@@ -13,9 +13,11 @@ from pathlib import Path
 from absl import logging
 import tensorflow_datasets as tfds
 
+from cmsa_jax.media import clips
+from cmsa_jax.media import frames
+from cmsa_jax.media import image_io
 from cmsa_jax.records import broken
 from cmsa_jax.records import features
-from cmsa_jax.records import image_io
 from cmsa_jax.records import manual_files
 from cmsa_jax.records import video
 
@@ -92,8 +94,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     and counted (see cmsa_jax/records/broken.py)."""
 
     def make(v):
-      frames = release / 'frames' / v.video_id
-      source = frames if frames.is_dir() else release / 'clips320H' / f'{v.video_id}.mp4'
+      folder = release / 'frames' / v.video_id
+      source = folder if folder.is_dir() else release / 'clips320H' / f'{v.video_id}.mp4'
       for path in (source, masks / v.video_id):
         if not path.exists():
           raise FileNotFoundError(f'{path} not found (frames: {release}/frames/<id>/ or '
@@ -114,10 +116,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     if not centers:
       return
     radius = self.builder_config.clip_radius
-    jpegs, num_frames = video.load_clip_frames(source, centers, radius)
+    jpegs, num_frames = frames.load_clip_frames(source, centers, radius)
     for frame_id in sorted(centers):
       path, frame = annotated[frame_id]
-      clip = video.clip_fields(jpegs, frame_id, radius, num_frames,
+      clip = clips.clip_fields(jpegs, frame_id, radius, num_frames,
                                masks=frame.masks, masks_path=path)
       labels = frame.labels or [v.label] * len(frame.instance_ids)
       objects = [{'mask': image_io.encode_png(mask), 'id': instance,

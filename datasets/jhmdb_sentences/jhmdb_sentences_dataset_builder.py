@@ -11,9 +11,11 @@ from pathlib import Path
 
 import tensorflow_datasets as tfds
 
+from cmsa_jax.media import clips
+from cmsa_jax.media import frames
+from cmsa_jax.media import image_io
 from cmsa_jax.records import broken
 from cmsa_jax.records import features
-from cmsa_jax.records import image_io
 from cmsa_jax.records import manual_files
 from cmsa_jax.records import video
 
@@ -81,15 +83,15 @@ class Builder(tfds.core.GeneratorBasedBuilder):
   def _video_examples(self, expressions, action, folder, mask_path):
     """Records of one video, whose clip frames are read once."""
     part_mask = video.read_puppet_mask(mask_path)
-    num_masked = min(len(part_mask), len(video.numbered_frames(folder)))
+    num_masked = min(len(part_mask), len(frames.numbered_frames(folder)))
     count = self.builder_config.frames_per_video
     centers = (video.uniform_frame_ids(num_masked, count) if count
                else list(range(1, num_masked + 1)))
     radius = self.builder_config.clip_radius
-    jpegs, num_frames = video.load_clip_frames(folder, centers, radius)
+    jpegs, num_frames = frames.load_clip_frames(folder, centers, radius)
     for center in centers:
       mask = part_mask[center - 1]
-      clip = video.clip_fields(jpegs, center, radius, num_frames, masks=mask, masks_path=mask_path)
+      clip = clips.clip_fields(jpegs, center, radius, num_frames, masks=mask, masks_path=mask_path)
       objects = [{'mask': image_io.encode_png(mask), 'id': 0, 'category': action}]
       for e in expressions:
         yield f'{e.video_id}_{center:05d}_{e.id}', dict(

@@ -10,9 +10,9 @@ from pycocotools import mask as mask_utils
 import tensorflow_datasets as tfds
 
 from cmsa_jax import errors
+from cmsa_jax.media import image_io
 from cmsa_jax.records import broken
 from cmsa_jax.records import features
-from cmsa_jax.records import image_io
 from cmsa_jax.records import manual_files
 from cmsa_jax.records import safe_pickle
 

@@ -7,9 +7,9 @@ import numpy as np
 import scipy.io
 import tensorflow_datasets as tfds
 
+from cmsa_jax.media import image_io
 from cmsa_jax.records import broken
 from cmsa_jax.records import features
-from cmsa_jax.records import image_io
 from cmsa_jax.records import manual_files
 
 _SOURCE = ('the ReferIt data as text_objseg (https://github.com/ronghanghu/text_objseg) '

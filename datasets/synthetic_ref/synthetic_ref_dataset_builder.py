@@ -11,8 +11,8 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from cmsa_jax.data import synthetic
+from cmsa_jax.media import image_io
 from cmsa_jax.records import features
-from cmsa_jax.records import image_io
 
 
 @dataclasses.dataclass

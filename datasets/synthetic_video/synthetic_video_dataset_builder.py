@@ -10,8 +10,8 @@ import dataclasses
 import tensorflow_datasets as tfds
 
 from cmsa_jax.data import synthetic_video
+from cmsa_jax.media import image_io
 from cmsa_jax.records import features
-from cmsa_jax.records import image_io
 
 
 @dataclasses.dataclass

@@ -1,0 +1,2 @@
+"""Reading images, video frames and clips: what the dataset builders, the input
+pipeline and prediction share."""
