@@ -123,7 +123,7 @@ def _plain(obj, depth=0, seen=None):
 @example(data=b'\x80\x02}]]s.')  # A list as dict key: TypeError (was caught).
 @example(data=b'\x80\x02]h\x05.')  # A memo index never put: KeyError.
 @example(data=b'\x80\x04\x8e\x00\x00\x00\x00n\x01\x00\x00abc.')  # 1.5 TB bytes: MemoryError.
-@example(data=pickle.dumps([{'ref_id': 0, 'sentences': 7}], protocol=2))  # TypeError in the builder.
+@example(data=pickle.dumps([{'ref_id': 0, 'sentences': 7}], protocol=2))  # Builder: TypeError.
 def test_safe_pickle(tmp_path_factory, data):
   sandbox, path = _sandboxed(tmp_path_factory, 'refs(unc).p', data)
   loaded = fuzzing.check(lambda: safe_pickle.load(path), name=path, sandbox=sandbox, given=path)

@@ -71,7 +71,8 @@ def test_predict(tiny_config, tmp_path_factory, monkeypatch, expression):
   image = sandbox / 'photo.png'
   image.write_bytes(fuzzing.png_bytes(np.full((30, 40, 3), 200, np.uint8)))
   out = sandbox / 'out'
-  paths = fuzzing.check(lambda: predict.predict(tiny_config, 'unused', str(image), expression, str(out)),
+  paths = fuzzing.check(lambda: predict.predict(tiny_config, 'unused', str(image), expression,
+                                                str(out)),
                         name=repr(expression)[:20], sandbox=sandbox, given=image, output=out)
   if paths is not None:
     assert all(path.startswith(str(out)) and (sandbox / path).stat().st_size

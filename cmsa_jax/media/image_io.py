@@ -116,7 +116,8 @@ def _gray_to_uint8(pixels, mode, name):
   else:
     low, high = 0, 65535
   if pixels.size and (pixels.min() < low or pixels.max() > high):
-    raise errors.InputError(f'{errors.one_line(name)}: {mode} pixels range over [{pixels.min()}, {pixels.max()}]; '
+    raise errors.InputError(f'{errors.one_line(name)}: {mode} pixels range over '
+                            f'[{pixels.min()}, {pixels.max()}]; '
                             f'expected [{low}, {high}]')
   return np.round(pixels.astype(np.float64) * (255 / high)).astype(np.uint8)
 

@@ -148,8 +148,9 @@ def import_state_dict(state_dict: Mapping[str, np.ndarray], module: nnx.Module,
 
 # What numpy's .npz/.npy parser, zipfile, safetensors and torch.load raise on a damaged
 # file (tests/test_fuzz_weights.py).
-_READ_ERRORS = (OSError, ValueError, EOFError, KeyError, TypeError, RuntimeError, zipfile.BadZipFile,
-                zlib.error, pickle.UnpicklingError, safetensors.SafetensorError)
+_READ_ERRORS = (OSError, ValueError, EOFError, KeyError, TypeError, RuntimeError,
+                zipfile.BadZipFile, zlib.error, pickle.UnpicklingError,
+                safetensors.SafetensorError)
 
 
 def load_state_dict(path: str, where: str = '') -> dict[str, np.ndarray]:

@@ -49,8 +49,8 @@ class _PlainDataUnpickler(pickle.Unpickler):
     if key in _CONSTRUCTORS:
       return _CONSTRUCTORS[key]
     raise UnpicklingError(
-        f'refusing global {errors.one_line(module)}.{errors.one_line(name)}: only plain data (dict, list, tuple, '
-        'set, str, bytes, int, float, bool, None) may be unpickled')
+        f'refusing global {errors.one_line(module)}.{errors.one_line(name)}: only plain data '
+        '(dict, list, tuple, set, str, bytes, int, float, bool, None) may be unpickled')
 
 
 def load(path, *, encoding='bytes'):
