@@ -116,7 +116,8 @@ def _plain(obj, depth=0, seen=None):
 @fuzzing.budget(100)
 @given(data=pickles)
 @example(data=pickle.dumps(_RunsCommand(), protocol=2))
-# Crashes found and fixed in safe_pickle (_MALFORMED, _check_nesting, to_text's memo):
+# Crashes found and fixed in safe_pickle (_MALFORMED, _check_plain, to_text's memo):
+@example(data=b'c__builtin__\nset\n.')  # The class set itself, returned as data.
 @example(data=SELF_CONTAINING)  # to_text: RecursionError.
 @example(data=DEEP)  # to_text: RecursionError.
 @example(data=LAUGHS)  # to_text: 2**60 list copies (and any walk of it never ends).
@@ -233,8 +234,16 @@ def mat_files(draw):
   return _mat(array, v73=draw(st.booleans()))
 
 
+def _compressed_mat(array):
+  buffer = io.BytesIO()
+  scipy.io.savemat(buffer, {'part_mask': array}, do_compression=True)
+  return buffer.getvalue()
+
+
 @fuzzing.budget(60)
 @given(data=h5_files())
+# Crashes found and fixed in video._READ_ERRORS: h5py's RuntimeError on a damaged B-tree.
+@example(data=MASK_SEEDS['h5'][0].replace(b'TREE', b'TRFE', 1))
 def test_a2d_mask_h5(tmp_path_factory, data):
   sandbox, path = _sandboxed(tmp_path_factory, '00001.h5', data)
   frame = fuzzing.check(lambda: video.read_a2d_frame(path), name=path, sandbox=sandbox, given=path)
@@ -245,6 +254,10 @@ def test_a2d_mask_h5(tmp_path_factory, data):
 
 @fuzzing.budget(60)
 @given(data=mat_files())
+# Crashes found and fixed in video._READ_ERRORS: zlib.error from a damaged compressed .mat,
+# h5py's RuntimeError from a damaged v7.3 (HDF5) one.
+@example(data=_compressed_mat(MASK)[:136] + b'\0\0' + _compressed_mat(MASK)[138:])
+@example(data=MASK_SEEDS['mat'][1].replace(b'HEAP', b'HFAP', 1))
 def test_jhmdb_puppet_mask(tmp_path_factory, data):
   sandbox, path = _sandboxed(tmp_path_factory, 'puppet_mask.mat', data)
   mask = fuzzing.check(lambda: video.read_puppet_mask(path), name=path, sandbox=sandbox,

@@ -64,6 +64,7 @@ class _Network:
 @given(expression=expressions)
 @example(expression='the $\\x$ circle')  # matplotlib's math mode: ParseFatalException.
 @example(expression='the red circle ' * 700)  # 10,500 characters.
+@example(expression='the red \ud800 circle')  # Not UTF-8 (argv): TypeError in matplotlib.
 def test_predict(tiny_config, tmp_path_factory, monkeypatch, expression):
   saved = (_Network(), tiny_config, VOCAB, 1)
   monkeypatch.setattr(checkpoints, 'restore_model', lambda *_: saved)

@@ -79,7 +79,7 @@ def load(path, *, encoding='bytes'):
     except MemoryError:  # The unpickler allocates the length an opcode declares, then reads.
       raise UnpicklingError(f'cannot load {name}: it declares an object larger than memory '
                             f'(the file has {path.stat().length} bytes)') from None
-  _check_nesting(data, name)
+  _check_plain(data, name)
   return data
 
 
@@ -92,15 +92,16 @@ _MALFORMED = (pickle.UnpicklingError, EOFError, TypeError, ValueError, KeyError,
 MAX_DEPTH = 100  # Containers nested deeper (annotation files nest < 10) are refused.
 MAX_ITEMS = 10**8  # Items once shared containers are expanded (RefCOCO's refs: ~2 M).
 _CONTAINERS = (dict, list, tuple, set, frozenset)
+_LEAVES = (str, bytes, int, float)  # bool is an int; None is checked apart.
 
 
 def _children(obj):
   return [x for item in obj.items() for x in item] if isinstance(obj, dict) else list(obj)
 
 
-def _check_nesting(data, name):
+def _check_plain(data, name):
   """UnpicklingError unless `data` is a tree or DAG of containers at most MAX_DEPTH deep
-  and MAX_ITEMS items once expanded.
+  and MAX_ITEMS items once expanded, holding only plain values.
 
   A pickle's memo can make a list contain itself, nest lists deeper than the
   stack, or share one list so that a walk visits it 2**60 times (a "billion
@@ -112,6 +113,9 @@ def _check_nesting(data, name):
   while stack:
     node, done = stack.pop()
     if not isinstance(node, _CONTAINERS):
+      if node is not None and not isinstance(node, _LEAVES):  # E.g. the class `set` itself
+        raise UnpicklingError(f'cannot load {name}: it holds a {type(node).__name__}, '
+                              'not plain data')  # (`c__builtin__\nset\n.`), a bytearray.
       continue
     key = id(node)
     if done:

@@ -9,6 +9,7 @@ import contextlib
 import csv
 import dataclasses
 from pathlib import Path
+import zlib
 
 import h5py
 import numpy as np
@@ -36,7 +37,7 @@ class Expression:
 
 # What csv, h5py and scipy.io raise on damaged files (tests/test_fuzz_builders.py).
 _READ_ERRORS = errors.MALFORMED_INPUT + (csv.Error, scipy.io.matlab.MatReadError,
-                                         NotImplementedError)
+                                         NotImplementedError, RuntimeError, zlib.error)
 
 
 @contextlib.contextmanager
