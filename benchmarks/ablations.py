@@ -1,4 +1,5 @@
-r"""The paper's ablations (Tables 1 and 2) and the text encoders on the synthetic scenes.
+r"""The paper's ablations (Tables 1 and 2) and the text encoders on the synthetic scenes,
+and CFSA vs no CFSA on the synthetic clips (--table=video).
 
 Trains every variant of a table with the same budget and seeds (the demo
 config, configs/demo.py, with one switch changed), evaluates each run on the
@@ -23,6 +24,17 @@ A row may name its own config file ('config': 'demo_best') and steps
 --extra_rows_json adds rows to the encoders table, e.g. a pretrained encoder:
 '{"BERT (bert)": {"config": "demo_bert", "text_encoder_init": "B/model.safetensors",
   "text_args": {"tokenizer": "B/tokenizer.json"}}}'.
+
+--table=video trains configs/demo_video.py at its own budget with CFSA, without
+CFSA, with the paper's CFSA tokens and values, with W_o initialised at 0 and with
+time-moment values, and adds the per-seed paired differences (motion and
+appearance families):
+
+  python benchmarks/ablations.py --table=video --seeds=3 --output=runs/ablations_video
+
+--only_seeds=k[,j] trains those seeds alone and writes no table, so one process per
+seed (and variant) can share a machine (docs/gpu_sweeps.md); the same command
+without it then reads every run back and writes the tables.
 
 Resumable: a run whose evaluation is written is not repeated, and an
 interrupted run resumes from its last checkpoint. Runs shared by the tables
@@ -67,40 +79,53 @@ VARIANTS = (
     ('encoders', 'transformer encoder (transformer)', {'text_encoder': 'transformer'}),
     ('encoders', 'embed + word-pixel pair attention', {'attention': 'word_pixel'}),
     ('encoders', 'best model (configs/demo_best.py)', {'config': 'demo_best'}),
+    ('video', 'CFSA (the video demo)', {'config': 'demo_video'}),
+    ('video', 'no CFSA (the annotated frame alone)', {'config': 'demo_video', 'cfsa': False}),
+    ('video', "CFSA with the paper's tokens and values",
+     {'config': 'demo_video', 'cfsa_tokens': 'visual', 'cfsa_values': 'linear'}),
+    ('video', 'CFSA with V̂ = 0 at the start (W_o initialised at 0)',
+     {'config': 'demo_video', 'cfsa_out_init': 'zeros'}),
+    ('video', 'CFSA with time-moment values', {'config': 'demo_video', 'cfsa_values': 'moments'}),
 )
+VIDEO_CFSA, VIDEO_NO_CFSA = VARIANTS[-5][2], VARIANTS[-4][2]
 # Overrides that are not config.model fields: the config file a row starts from,
 # its number of training steps and the pretrained weights of its parts.
 RUN_FIELDS = ('config', 'num_train_steps', 'backbone_init', 'text_encoder_init')
 TABLES = {'1': 'Table 1: word pooling (Eq.4-5)',
           '2a': 'Table 2: attention (Eq.2-3)',
           '2b': 'Table 2: multi-level fusion (Eq.6-7)',
-          'encoders': 'Text encoders (Eq.1 e_n) and the best model'}
+          'encoders': 'Text encoders (Eq.1 e_n) and the best model',
+          'video': 'Video: cross-frame self-attention (Eq.9-11)'}
 # The paper's orderings (UNC val), best first.
 PAPER_ORDER = {'1': 'word attention > average pooling > max pooling',
                '2a': 'cross-modal self-attention > word-pixel pair, pixel, word attention > none',
                '2b': 'gated multi-level fusion > self-gated > multi-level sum > Res5 only',
-               'encoders': 'not in the paper (its model is the first row)'}
+               'encoders': 'not in the paper (its model is the first row)',
+               'video': 'CFSA > no CFSA (Table 5, A2D Sentences)'}
 # Per table: (steps, held-out expressions) when --steps / --num_eval are not given;
 # None: the config's own (the demo's schedule, the whole split).
 DEFAULT_BUDGET = {'1': (400, 500), '2': (400, 500), 'all': (400, 500),
-                  'encoders': (None, None)}
+                  'encoders': (None, None), 'video': (None, None)}
 
-_TABLE = flags.DEFINE_enum('table', 'all', ['1', '2', 'all', 'encoders'],
-                           "Which table to run ('all': Tables 1 and 2).")
+_TABLE = flags.DEFINE_enum('table', 'all', ['1', '2', 'all', 'encoders', 'video'],
+                           "Which table to run ('all': Tables 1 and 2; 'video': CFSA vs no CFSA "
+                           'on configs/demo_video.py).')
 _SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per variant (config.seed = 0..seeds-1).')
-_ONLY_SEED = flags.DEFINE_integer(
-    'only_seed', None, 'Run only this seed (e.g. one process per variant and seed, in '
-    'parallel, into one --output; a last run without it writes the tables of all).')
+_ONLY_SEEDS = flags.DEFINE_list(
+    'only_seeds', None, 'Train only these of the seeds and write no table: for processes run '
+    'in parallel on one --output; the same command without it then writes the tables.')
 _STEPS = flags.DEFINE_integer(
     'steps', None, 'Train steps per run; default 400 for Tables 1-2, each config\'s own for '
     'the encoders table.')
-_IMAGE_SIZE = flags.DEFINE_integer('image_size', 96, 'Image side (the demo backbone: 96).')
+_IMAGE_SIZE = flags.DEFINE_integer(
+    'image_size', None, "Image side (default: each row's config's own: 96 for the demo, 64 for "
+    'the video demo).')
 _NUM_EVAL = flags.DEFINE_integer(
     'num_eval', None, 'Held-out expressions scored per run; default 500 for Tables 1-2, the '
     'whole split (-1) for the encoders table.')
 _NUM_TRAIN = flags.DEFINE_integer(
-    'num_train', 5000, 'Training scenes generated on the fly (the demo: 5000; a built dataset '
-    'has its own: 4000).')
+    'num_train', None, 'Training scenes (clips) generated on the fly (default: the config\'s '
+    'own, the demo\'s 5000; a built dataset has its own).')
 _DATA_DIR = flags.DEFINE_string(
     'data_dir', None, 'TFDS data_dir holding a built synthetic_ref/<image_size>px (much less CPU '
     'per run than generating scenes on the fly); default: generate them.')
@@ -158,7 +183,9 @@ def run_config(overrides, seed, *, steps, image_size, num_eval, num_train, data_
   config.model.update(overrides)
   config.seed = seed
   config.num_train_steps = steps = steps or config.num_train_steps
-  config.image_size = config.synthetic.image_size = image_size
+  if image_size:
+    config.image_size = config.synthetic.image_size = image_size
+    config.dataset = f'{config.dataset.split("/")[0]}/{image_size}px'
   config.checkpoint_every_steps = max(steps // 2, 1)
   config.keep_checkpoints = 1
   config.log_every_steps = max(steps // 20, 1)  # Learning curves in the logs.
@@ -166,9 +193,10 @@ def run_config(overrides, seed, *, steps, image_size, num_eval, num_train, data_
     config.num_eval_examples = num_eval
   if num_workers is not None:
     config.num_workers = num_workers
-  config.synthetic.num_train = num_train
+  if num_train:
+    config.synthetic.num_train = num_train
   if data_dir:
-    config.dataset, config.data_dir = f'synthetic_ref/{image_size}px', data_dir
+    config.data_dir = data_dir
   config.crf = False
   return config
 
@@ -228,7 +256,29 @@ def table_markdown(table, rows, results):
       lines.append(f'| baseline: {baseline.replace("_", " ")} | ' + ' | '.join(cells) + ' |')
   seeds = len(next(iter(results.values())))
   lines += ['', f'Mean (min–max) over {seeds} seed(s), in %.', '']
+  if table == 'video':
+    lines += video_pairs(results)
   return '\n'.join(lines)
+
+
+def video_pairs(results):
+  """Lines of the per-seed differences the video table is read by (paired by seed)."""
+  cfsa = results.get(run_key(VIDEO_CFSA))
+  none = results.get(run_key(VIDEO_NO_CFSA))
+  if not cfsa:
+    return []
+  get = lambda run, family, key='overall_iou': 100 * run.get(f'family_{family}_{key}', np.nan)
+  lines = ['| seed | CFSA motion − all-objects baseline | CFSA − no CFSA, motion | '
+           'CFSA − no CFSA, appearance | CFSA − no CFSA, overall |', '|---|---|---|---|---|']
+  for seed, run in enumerate(cfsa):
+    other = none[seed] if none and seed < len(none) else None
+    diff = lambda f: (f'{get(run, f) - get(other, f):+.2f}' if other else '')
+    overall = (f'{100 * (run["overall_iou"] - other["overall_iou"]):+.2f}' if other else '')
+    baseline = get(run, 'motion', 'baseline_all_objects_overall_iou')
+    lines.append(f'| {seed} | {get(run, "motion") - baseline:+.2f} '
+                 f'| {diff("motion")} | {diff("appearance")} | {overall} |')
+  return ['Per seed, in IoU points (the issue\'s targets: motion ≥ +15 over the baseline and '
+          '≥ +10 over no CFSA in every seed):', ''] + lines + ['']
 
 
 def main(argv):
@@ -241,7 +291,9 @@ def main(argv):
   keys = list(dict.fromkeys(run_key(o) for _, _, o in rows))
   overrides = {run_key(o): o for _, _, o in rows}
   # Seed-major: an interrupted benchmark has every variant at its first seeds.
-  seeds = range(_SEEDS.value) if _ONLY_SEED.value is None else [_ONLY_SEED.value]
+  seeds = range(_SEEDS.value)
+  if _ONLY_SEEDS.value:
+    seeds = [int(seed) for seed in _ONLY_SEEDS.value]
   jobs = [(key, seed) for seed in seeds for key in keys]
   os.makedirs(_OUTPUT.value, exist_ok=True)
   results = collections.defaultdict(list)
@@ -258,20 +310,25 @@ def main(argv):
       trained += 1
     results[key].append(metrics)
     all_runs.append({'variant': key, 'overrides': overrides[key], 'seed': seed,
-                     'steps': config.num_train_steps, 'image_size': _IMAGE_SIZE.value,
+                     'steps': config.num_train_steps, 'image_size': config.image_size,
                      'metrics': metrics, 'wall_seconds': seconds})
     left = len(jobs) - i - 1
     eta = f'{trained_seconds / trained * left / 60:.0f} min' if trained else '?'
     print(f'[{i + 1}/{len(jobs)}] {key} seed {seed}: overall IoU '
           f'{metrics["overall_iou"]:.3f} ({"trained" if ran else "done before"}); ETA {eta}',
           flush=True)
+  if _ONLY_SEEDS.value:
+    return
   with open(os.path.join(_OUTPUT.value, 'runs.json'), 'w') as f:
     json.dump(all_runs, f, indent=2)
-  data = (f'built synthetic_ref/{_IMAGE_SIZE.value}px' if _DATA_DIR.value else
-          f'{_NUM_TRAIN.value} synthetic scenes generated on the fly')
+  video = _TABLE.value == 'video'
+  data = (f'built {config.dataset}' if _DATA_DIR.value else
+          f'{config.synthetic.num_train} synthetic {"clips" if video else "scenes"} generated '
+          'on the fly')
   budget = ', '.join(sorted({f'{r["steps"]} steps' for r in all_runs}))
   scored = sorted({r['metrics'].get('num_examples') for r in all_runs})
-  header = (f'Synthetic referring scenes ({data}), configs/demo.py with one '
+  header = (f'Synthetic referring {"clips" if video else "scenes"} ({data}), '
+            f'configs/{"demo_video" if video else "demo"}.py with one '
             f'switch changed (or the config a row names), {budget} per run, '
             f'{"/".join(map(str, scored))} held-out expressions, no DenseCRF.\n\n')
   for table in dict.fromkeys(t for t, _, _ in rows):
