@@ -209,11 +209,12 @@ def main(argv):
   train.check_batch_size(batch_size)
   step = Step(config, _VOCAB_SIZE.value)
   result = measure(step, batch_size)
+  backbone_args = state_lib.model_args(config)['backbone_args']
   result.update(device=f'{jax.device_count()} x {jax.devices()[0].device_kind}',
                 config=config.dataset, batch_size=batch_size, image_size=config.image_size,
                 max_words=config.max_words, dtype=config.dtype,
-                freeze_backbone=config.freeze_backbone,
-                remat_backbone=config.model.get('remat_backbone', 'none'),
+                freeze_backbone=backbone_args.get('frozen', True),
+                remat_backbone=backbone_args.get('remat', 'none'),
                 remat_cmsa=config.model.get('remat_cmsa', 'none'))
   if _FIND_MAX_BATCH.value:
     result['max_global_batch'] = find_max_batch(step)

@@ -28,9 +28,15 @@ def get_config():
   # with the fields of config.model as keyword arguments.
   config.model_name = 'cmsa_image'
   config.model = ml_collections.ConfigDict()
-  config.model.backbone_blocks = (3, 4, 23, 3)  # ResNet-101.
-  config.model.backbone_width = 64
-  config.model.embed_dim = 1000  # C_l.
+  # The parts, by name (cmsa_jax/models/backbones/, cmsa_jax/models/text/), each built
+  # with its *_args: DeepLab ResNet-101 (output stride 8, frozen: the official code
+  # trains only the layers after its DeepLab-initialised backbone) and the paper's
+  # word embedding (C_l = 1000).
+  config.model.backbone = 'resnet'
+  config.model.backbone_args = ml_collections.ConfigDict(dict(
+      blocks=(3, 4, 23, 3), width=64, frozen=True, remat='none'))
+  config.model.text_encoder = 'embed'
+  config.model.text_args = ml_collections.ConfigDict(dict(dim=1000))  # C_l.
   config.model.attn_dim = 512
   config.model.fusion_dim = 500
   config.model.cmsa_impl = 'factorized'  # or 'dense' (reference; (N·HW)^2 memory).
@@ -45,15 +51,15 @@ def get_config():
   # Hand-written backward passes (cmsa_jax/models/kernels.py, for XLA:CPU speed);
   # False: plain autodiff of the same forward.
   config.model.custom_gradients = True
-  # Rematerialization (jax.checkpoint, cmsa_jax/models/remat.py) of each backbone stage /
-  # each level's CMSA: 'none' | 'full' (save nothing) | 'dots' | 'dots_no_batch'
-  # (save matmul outputs). Less memory, more compute; nothing to save where no
+  # Rematerialization (jax.checkpoint, cmsa_jax/models/remat.py) of each level's CMSA
+  # (each backbone stage: backbone_args.remat): 'none' | 'full' (save nothing) | 'dots' |
+  # 'dots_no_batch' (save matmul outputs). Less memory, more compute; nothing to save where no
   # gradient flows (the frozen backbone).
-  config.model.remat_backbone = 'none'
   config.model.remat_cmsa = 'none'
-  config.backbone_init = ''  # .npz from `python -m cmsa_jax.tools.import_weights`.
-  # The official code trains only the layers after the (DeepLab-initialised) backbone.
-  config.freeze_backbone = True
+  # Pretrained weights of the parts ('' = none), read by each part's load(path): for
+  # 'resnet' the .npz of `python -m cmsa_jax.tools.import_weights` or a torchvision file.
+  config.backbone_init = ''
+  config.text_encoder_init = ''
   # Compute dtype, 'float32' or 'bfloat16' (mixed precision: parameters, optimizer
   # state, softmax statistics, logits and loss stay float32).
   config.dtype = 'float32'

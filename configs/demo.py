@@ -36,11 +36,9 @@ def get_config():
   # A tiny ResNet pretrained on the synthetic scenes (colour / shape / size
   # segmentation, `python -m cmsa_jax.tools.pretrain_backbone`) and frozen, as the
   # paper's DeepLab backbone; the CMSA/GMLF structure is the paper's.
-  config.model.backbone_blocks = (1, 1, 1, 1)
-  config.model.backbone_width = 16
+  config.model.backbone_args.update(blocks=(1, 1, 1, 1), width=16, frozen=True)
   config.backbone_init = BACKBONE
-  config.freeze_backbone = True
-  config.model.embed_dim = 64
+  config.model.text_args.dim = 64
   config.model.attn_dim = 64
   config.model.fusion_dim = 64
   config.model.fusion_relu = True  # ReLU on X^i, as the official code.

@@ -25,9 +25,9 @@ def make_tiny_config():
   config = demo.get_config()
   config.synthetic.num_train = 64
   config.synthetic.num_eval = 6
-  config.model.backbone_width = 4
+  config.model.backbone_args.width = 4
   config.backbone_init = ''  # The demo's pretrained file is for its own width.
-  config.model.embed_dim = 16
+  config.model.text_args.dim = 16
   config.model.attn_dim = 16
   config.model.fusion_dim = 16
   config.batch_size = 4

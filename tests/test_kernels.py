@@ -7,8 +7,8 @@ import numpy as np
 
 from cmsa_jax.models import cmsa_image
 
-TINY = dict(vocab_size=12, backbone_blocks=(1, 1, 1, 1), backbone_width=4, embed_dim=8,
-            attn_dim=8, fusion_dim=8)
+TINY = dict(vocab_size=12, backbone_args=dict(blocks=(1, 1, 1, 1), width=4),
+            text_args=dict(dim=8), attn_dim=8, fusion_dim=8)
 
 
 def _loss_and_grads(custom_gradients, batch):

@@ -10,7 +10,7 @@ from flax import nnx
 from cmsa_jax.models import cmsa_image as model_lib
 from cmsa_jax.models import resnet
 
-TINY = dict(backbone_blocks=(1, 1, 1, 1), backbone_width=8, embed_dim=16,
+TINY = dict(backbone_args=dict(blocks=(1, 1, 1, 1), width=8), text_args=dict(dim=16),
             attn_dim=8, fusion_dim=8)
 VOCAB = 50
 

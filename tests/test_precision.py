@@ -35,11 +35,11 @@ def demo_batch(tmp_path_factory):
   return train.model_batch(next(it), state_lib.model_class(config)), len(vocab)
 
 
-def _train_state(dtype, vocab_size, freeze_backbone=True, **model):
+def _train_state(dtype, vocab_size, freeze_backbone=True, remat_backbone='none', **model):
   config = helpers.make_tiny_config()
   config.learning_rate = 3e-3
   config.dtype = dtype
-  config.freeze_backbone = freeze_backbone
+  config.model.backbone_args.update(frozen=freeze_backbone, remat=remat_backbone)
   config.model.update(model)
   return state_lib.create_train_state(config, vocab_size)
 

@@ -234,7 +234,7 @@ def test_damaged_latest_checkpoint_warns_and_the_previous_one_is_used(
 
 def test_incompatible_checkpoint_lists_the_mismatched_paths_and_shapes(tiny_config, tmp_path):
   _save_checkpoints(tiny_config, str(tmp_path), [2])
-  tiny_config.model.embed_dim = 24
+  tiny_config.model.text_args.dim = 24
   with pytest.raises(errors.ConfigError, match='different model config') as err:
     train.train_and_evaluate(tiny_config, str(tmp_path))
   message = str(err.value)

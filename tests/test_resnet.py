@@ -9,7 +9,7 @@ from flax import nnx
 import helpers
 import references
 from cmsa_jax.models import resnet
-from cmsa_jax.models import weights
+from cmsa_jax.models.backbones import resnet as resnet_part
 
 
 @pytest.mark.parametrize('blocks, dilations, replace', [
@@ -22,7 +22,7 @@ def test_matches_numpy_reference(blocks, dilations, replace):
   sd = helpers.torchvision_state_dict(blocks, width)
   model = resnet.ResNet(blocks=blocks, width=width, dilations=dilations,
                         rngs=nnx.Rngs(0))
-  weights.import_torchvision_resnet(sd, model)
+  resnet_part.import_torchvision(sd, model)
   x = np.random.default_rng(1).normal(size=(2, 37, 45, 3)).astype(np.float32)
   out = nnx.jit(lambda m, x: m(x))(model, jnp.asarray(x))
   ref = references.ref_resnet(x.transpose(0, 3, 1, 2).astype(np.float64),
@@ -96,7 +96,7 @@ def test_matches_torchvision_when_installed():
         m.weight.uniform_(0.5, 1.5), m.bias.normal_(0, 0.2)
         m.running_mean.normal_(0, 0.2), m.running_var.uniform_(0.5, 2.0)
   model = resnet.ResNet(blocks=blocks, rngs=nnx.Rngs(0))
-  weights.import_torchvision_resnet(
+  resnet_part.import_torchvision(
       {k: v.numpy() for k, v in tv.state_dict().items()}, model)
   x = np.random.default_rng(0).normal(size=(1, 3, 41, 35)).astype(np.float32)
   ref = []

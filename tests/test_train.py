@@ -33,10 +33,9 @@ _SHARDED_SCRIPT = textwrap.dedent('''
     from configs import demo
     from cmsa_jax.run import state as state_lib, train
     config = demo.get_config()
-    config.model.backbone_width = 4
+    config.model.backbone_args.update(width=4, frozen=False)  # Every gradient goes through the mesh.
     config.backbone_init = ''  # The demo's pretrained file is for width 16.
-    config.freeze_backbone = False  # Every parameter's gradient goes through the mesh.
-    config.model.embed_dim = config.model.attn_dim = config.model.fusion_dim = 16
+    config.model.text_args.dim = config.model.attn_dim = config.model.fusion_dim = 16
     config.image_size = 32
     config.learning_rate = 2.5e-4  # The paper's.
     graphdef, state, tx = state_lib.create_train_state(config, vocab_size=30)
@@ -126,7 +125,7 @@ def test_checkpoint_restore_resume_and_eval(trained, tmp_path):
   # Save -> restore gives identical predictions, vocabulary and config.
   model, config, vocab, step = checkpoints.restore_model(workdir)
   assert step == tiny_config.num_train_steps
-  assert config.model.backbone_width == tiny_config.model.backbone_width
+  assert config.model.backbone_args.width == tiny_config.model.backbone_args.width
   saved_vocab = dataset.vocabulary(tiny_config, workdir)  # Loads vocab.json.
   assert vocab.to_dict() == saved_vocab.to_dict()
 

@@ -12,7 +12,7 @@ from cmsa_jax.models import cmsa_image
 from cmsa_jax.models import cmsa_video
 from cmsa_jax.run import state as state_lib
 
-TINY = dict(backbone_blocks=(1, 1, 1, 1), backbone_width=4, embed_dim=8,
+TINY = dict(backbone_args=dict(blocks=(1, 1, 1, 1), width=4), text_args=dict(dim=8),
             attn_dim=8, fusion_dim=8)
 VOCAB, T = 30, 3
 

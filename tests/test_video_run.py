@@ -31,7 +31,7 @@ with tfds.core.utils.add_sys_path(build_dataset.DATASETS_DIR):
 def _shrink(config, data_dir):
   """A paper config with the tiny model of the tests, on dummy data."""
   tiny = helpers.make_tiny_config()
-  for key in ('backbone_blocks', 'backbone_width', 'embed_dim', 'attn_dim', 'fusion_dim'):
+  for key in ('backbone_args', 'text_args', 'attn_dim', 'fusion_dim'):
     config.model[key] = tiny.model[key]
   config.update(data_dir=str(data_dir), image_size=32, max_words=8, num_workers=0,
                 batch_size=2, eval_batch_size=2, num_train_steps=2, log_every_steps=1,

@@ -1,4 +1,5 @@
-"""Weight import: key table, error reports, file formats, converted backbones, CLI."""
+"""Weight import of the 'resnet' backbone part: key table, error reports, file formats,
+converted backbones, the part's load(path), CLI."""
 
 import functools
 import sys
@@ -11,8 +12,10 @@ from absl.testing import flagsaver
 from flax import nnx
 
 import helpers
+from cmsa_jax import errors
 from cmsa_jax.models import resnet
 from cmsa_jax.models import weights
+from cmsa_jax.models.backbones import resnet as resnet_part
 from cmsa_jax.tools import import_weights
 
 BLOCKS, WIDTH = (1, 1, 2, 1), 8
@@ -20,7 +23,7 @@ BLOCKS, WIDTH = (1, 1, 2, 1), 8
 
 @functools.cache
 def _initial():
-  return resnet.ResNet(blocks=BLOCKS, width=WIDTH, rngs=nnx.Rngs(0))
+  return resnet_part.Backbone(blocks=BLOCKS, width=WIDTH, rngs=nnx.Rngs(0))
 
 
 def tiny():
@@ -41,7 +44,7 @@ def values(model):
 
 def test_key_table_maps_every_variable_once():
   model = tiny()
-  table = weights.torchvision_key_table(model)
+  table = resnet_part.torchvision_key_table(model)
   paths = [path for path, _ in table.values()]
   assert len(set(paths)) == len(paths)
   assert set(paths) == set(values(model))
@@ -54,12 +57,12 @@ def test_key_table_maps_every_variable_once():
 def test_import_copies_and_transposes():
   sd = helpers.torchvision_state_dict(BLOCKS, WIDTH)
   model = tiny()
-  report = weights.import_torchvision_resnet(sd, model)
+  report = resnet_part.import_torchvision(sd, model)
   np.testing.assert_array_equal(model.layer2[0].conv2.kernel[...][1, 2, 3, 4],
                                 sd['layer2.0.conv2.weight'][4, 3, 1, 2])
   np.testing.assert_array_equal(model.layer3[1].bn1.mean[...],
                                 sd['layer3.1.bn1.running_mean'])
-  assert len(report.loaded) == len(weights.torchvision_key_table(model))
+  assert len(report.loaded) == len(resnet_part.torchvision_key_table(model))
   assert report.ignored['ImageNet classifier'] == ['fc.weight', 'fc.bias']
   assert len(report.ignored['batch-norm step counters']) == len(
       [k for k in sd if k.endswith('num_batches_tracked')])
@@ -73,9 +76,10 @@ def test_import_lists_every_error_and_leaves_model_unchanged():
   sd['conv1.weight'] = np.zeros((WIDTH, 3, 5, 5), np.float32)
   model = tiny()
   before = values(model)
-  with pytest.raises(ValueError) as e:
-    weights.import_torchvision_resnet(sd, model)
+  with pytest.raises(errors.ConfigError) as e:
+    resnet_part.import_torchvision(sd, model)
   msg = str(e.value)
+  assert '\n' not in msg
   for key in ('layer2.0.conv2.weight', 'layer4.0.bn3.bias',
               'layer9.0.conv1.weight', 'conv1.weight (8, 3, 5, 5)'):
     assert key in msg
@@ -90,9 +94,9 @@ def test_allow_missing_keeps_initial_values():
         if not k.startswith('layer4.')}
   model = tiny()
   before = values(model)
-  with pytest.raises(ValueError, match=r'layer4\.0\.conv1\.weight'):
-    weights.import_torchvision_resnet(sd, model)
-  report = weights.import_torchvision_resnet(sd, model,
+  with pytest.raises(ValueError, match=r'missing \(20\): layer4\.0\.bn1\.bias'):
+    resnet_part.import_torchvision(sd, model)
+  report = resnet_part.import_torchvision(sd, model,
                                              allow_missing=['layer4.*'])
   assert report.kept_initial and all(
       k.startswith('layer4.') for k in report.kept_initial)
@@ -109,8 +113,8 @@ def test_deeplabv3_checkpoint_matches_resnet_checkpoint():
   deeplab['classifier.4.weight'] = np.zeros((21, 256, 1, 1), np.float32)
   deeplab['aux_classifier.0.weight'] = np.zeros((256, 1024, 3, 3), np.float32)
   plain, seg = tiny(), tiny()
-  weights.import_torchvision_resnet(sd, plain)
-  report = weights.import_torchvision_resnet(deeplab, seg)
+  resnet_part.import_torchvision(sd, plain)
+  report = resnet_part.import_torchvision(deeplab, seg)
   assert sorted(report.ignored['DeepLabV3 heads']) == [
       'aux_classifier.0.weight', 'classifier.4.weight']
   assert 'DeepLabV3 heads' in str(report)
@@ -137,7 +141,7 @@ def test_state_dict_file_round_trip(tmp_path, ext):
 
 def test_load_state_dict_errors(tmp_path, monkeypatch):
   with pytest.raises(FileNotFoundError, match='resnet101-63fe2227.pth'):
-    weights.load_state_dict(str(tmp_path / 'absent.pth'))
+    weights.load_state_dict(str(tmp_path / 'absent.pth'), resnet_part.WEIGHTS_HELP)
   bad = tmp_path / 'weights.h5'
   bad.write_bytes(b'')
   with pytest.raises(ValueError, match=r"'\.h5'"):
@@ -161,23 +165,38 @@ def test_pth_round_trip(tmp_path):
 
 def test_save_and_load_backbone_round_trip(tmp_path):
   source = tiny()
-  weights.import_torchvision_resnet(helpers.torchvision_state_dict(BLOCKS, WIDTH),
-                                    source)
+  resnet_part.import_torchvision(helpers.torchvision_state_dict(BLOCKS, WIDTH), source)
   path = str(tmp_path / 'backbone.npz')
-  weights.save_backbone(source, path)
+  weights.save_npz(source, path)
   target = tiny()
-  weights.load_backbone(target, path)
+  target.load(path)
   with pytest.raises(ValueError, match='backbone.pth'):
-    weights.save_backbone(source, str(tmp_path / 'backbone.pth'))
+    weights.save_npz(source, str(tmp_path / 'backbone.pth'))
   a, b = forward(source), forward(target)
   for name in resnet.STAGES:
     np.testing.assert_array_equal(a[name], b[name])
 
 
+@pytest.mark.parametrize('ext', ['npz', 'safetensors'])
+def test_part_loads_a_torchvision_file_directly(tmp_path, ext):
+  sd = helpers.torchvision_state_dict(BLOCKS, WIDTH)
+  path = str(tmp_path / f'resnet.{ext}')
+  if ext == 'npz':
+    np.savez(path, **sd)
+  else:
+    from safetensors.numpy import save_file
+    save_file(sd, path)
+  direct, imported = tiny(), tiny()
+  direct.load(path)
+  resnet_part.import_torchvision(sd, imported)
+  a, b = values(direct), values(imported)
+  assert all(np.array_equal(a[p], b[p]) for p in a)
+
+
 def test_load_backbone_rejects_wrong_file(tmp_path):
   model = tiny()
   good = str(tmp_path / 'good.npz')
-  weights.save_backbone(model, good)
+  weights.save_npz(model, good)
   stored = dict(np.load(good))
   stored['conv1/kernel'] = stored['conv1/kernel'][..., :4]
   del stored['layer3/1/conv2/kernel']
@@ -185,16 +204,28 @@ def test_load_backbone_rejects_wrong_file(tmp_path):
   path = str(tmp_path / 'wrong.npz')
   np.savez(path, **stored)
   before = values(model)
-  with pytest.raises(ValueError, match='wrong.npz') as e:
-    weights.load_backbone(model, path)
-  for error in ('mis-shaped conv1/kernel: file has (7, 7, 3, 4), model has '
-                '(7, 7, 3, 8)', 'missing layer3/1/conv2/kernel',
-                'unexpected layer3/2/conv1/kernel'):
-    assert error in str(e.value)
+  with pytest.raises(errors.ConfigError, match='wrong.npz') as e:
+    model.load(path)
+  message = str(e.value)
+  assert '\n' not in message and 'resnet backbone' in message
+  for error in ('shapes differ (1): conv1/kernel file (7, 7, 3, 4) model (7, 7, 3, 8)',
+                'missing (1): layer3/1/conv2/kernel', 'extra (1): layer3/2/conv1/kernel'):
+    assert error in message
   after = values(model)
   assert all(np.array_equal(before[p], after[p]) for p in before)
   with pytest.raises(FileNotFoundError, match='import_weights'):
-    weights.load_backbone(model, str(tmp_path / 'absent.npz'))
+    model.load(str(tmp_path / 'absent.npz'))
+
+
+def test_weights_of_another_part_are_a_one_line_error(tmp_path):
+  from cmsa_jax.models.text import embed  # pylint: disable=g-import-not-at-top
+  path = str(tmp_path / 'text.npz')
+  weights.save_npz(embed.Encoder(vocab_size=5, dim=3, rngs=nnx.Rngs(0)), path)
+  with pytest.raises(errors.ConfigError) as e:
+    tiny().load(path)
+  message = str(e.value)
+  assert '\n' not in message
+  assert 'extra (1): embedding' in message and 'missing (' in message and 'conv1/kernel' in message
 
 
 def run_cli(capsys, *args):
@@ -213,13 +244,13 @@ def test_cli_converts_npz(tmp_path, capsys):
   out = run_cli(capsys, f'--input={src}', f'--output={dst}')
   assert 'ignored 2 ImageNet classifier' in out and f'wrote {dst}' in out
   direct, converted = tiny(), tiny()
-  weights.import_torchvision_resnet(sd, direct)
-  weights.load_backbone(converted, dst)
+  resnet_part.import_torchvision(sd, direct)
+  converted.load(dst)
   a, b = values(direct), values(converted)
   assert all(np.array_equal(a[p], b[p]) for p in a)
   # Partial checkpoints need --allow_missing.
   np.savez(src, **{k: v for k, v in sd.items() if not k.startswith('layer4.')})
-  with pytest.raises(ValueError, match=r'layer4\.0\.conv3\.weight'):
+  with pytest.raises(errors.ConfigError, match=r'missing \(20\): layer4\.0\.bn1\.bias'):
     run_cli(capsys, f'--input={src}', f'--output={dst}')
   out = run_cli(capsys, f'--input={src}', f'--output={dst}',
                 '--allow_missing=layer4.*,unused.*')

@@ -1,4 +1,5 @@
-"""The models: backbone, the Eq.1-8 modules, and one model per module with a `Model`.
+"""The models: the parts by name (backbones/, text/), the Eq.1-8 modules, and one
+model per module with a `Model`.
 
 A model module (`config.model_name`, e.g. 'cmsa_image') defines `Model`, built as
 `Model(vocab_size=..., **config.model, dtype=..., rngs=...)`; `Model.input_keys`

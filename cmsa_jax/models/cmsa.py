@@ -127,7 +127,7 @@ class CMSA(nnx.Module):
 
   def __init__(self, visual_dim: int, word_dim: int, *, attn_dim: int = 512,
                impl: str = 'factorized', pooling: str = 'attention',
-               word_weight: str = 'mean', attention: str = 'full',
+               word_weight: str = 'temperature', attention: str = 'full',
                qk_init_scale: float = 1.0, custom_gradients: bool = True,
                dtype=jnp.float32, rngs: nnx.Rngs):
     check_choice('impl', impl, IMPLS)

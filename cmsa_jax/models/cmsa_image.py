@@ -1,9 +1,11 @@
 """The CMSA referring-segmentation model for images and its loss (Eq.8).
 
-ResNet features of Res3, Res4 and Res5 (output stride 8) each form the joint
-feature of Eq.1 with the expression's word embeddings, go through their own
-cross-modal self-attention and word pooling (Eq.2-5, cmsa.py) and are fused by
-GMLF (Eq.6-7, gmlf.py) into one logit map, upsampled bilinearly to the input.
+Two parts chosen by name (cmsa_jax/models/backbones/, cmsa_jax/models/text/):
+the backbone's feature levels (the paper: ResNet Res3, Res4, Res5 at output
+stride 8) each form the joint feature of Eq.1 with the text encoder's word
+features (the paper: a word embedding), go through their own cross-modal
+self-attention and word pooling (Eq.2-5, cmsa.py) and are fused by GMLF
+(Eq.6-7, gmlf.py) into one logit map, upsampled bilinearly to the input.
 """
 
 import jax
@@ -16,23 +18,11 @@ from cmsa_jax.models import gmlf
 from cmsa_jax.models import kernels
 from cmsa_jax.models import multimodal
 from cmsa_jax.models import remat
-from cmsa_jax.models import resnet
+from cmsa_jax.models import backbones
+from cmsa_jax.models import text
 
 IMAGENET_MEAN = np.array([0.485, 0.456, 0.406], np.float32)  # torchvision.
 IMAGENET_STD = np.array([0.229, 0.224, 0.225], np.float32)
-LEVELS = ('res3', 'res4', 'res5')
-LEVEL_WIDTH = {'res3': 2, 'res4': 4, 'res5': 8}  # x backbone_width * EXPANSION.
-
-
-def _embedding_init(key, shape, dtype=jnp.float32):
-  """Uniform in [-0.08, 0.08), as the official code."""
-  return jax.random.uniform(key, shape, dtype, -0.08, 0.08)
-
-
-def visual_dim(backbone_width: int, level: str) -> int:
-  """Channels of a backbone level's features."""
-  return backbone_width * resnet.EXPANSION * LEVEL_WIDTH[level]
-
 
 def normalize_images(images: jax.Array) -> jax.Array:
   """RGB in [0, 255] -> ImageNet-standardized float32 (torchvision convention)."""
@@ -65,42 +55,68 @@ class Model(nnx.Module):
       receives in Res5's CMSA, summed over all valid queries, min-max
       normalized per image (Fig.7-style; all 0 where it is uniform).
 
+  Parts: `backbone` names a backbone of cmsa_jax/models/backbones/ built with
+  `backbone_args` (default: the paper's ResNet-101, frozen), `text_encoder` a
+  text encoder of cmsa_jax/models/text/ built with `text_args` and
+  `vocab_size` (default: the paper's word embedding, C_l = 1000). They are the
+  attributes `backbone` and `embed` (the name the word embedding had before
+  parts, so older checkpoints keep their parameter paths); `load_pretrained`
+  loads their weights and `trainable` is the nnx filter of the parameters that
+  training updates (those of the parts that are not `frozen`, and the rest).
+
   `dtype` is the compute dtype (parameters stay float32; softmax statistics, the
-  logits and the loss are float32 whatever it is). `remat_backbone` /
-  `remat_cmsa` checkpoint each backbone stage / each level's CMSA with a named
-  policy of `remat.POLICIES`.
+  logits and the loss are float32 whatever it is). `remat_cmsa` checkpoints each
+  level's CMSA with a named policy of `remat.POLICIES` (a backbone may take its
+  own `remat`).
   """
 
   input_keys = ('image', 'tokens', 'token_mask')  # __call__'s arguments.
   target_key = 'mask'
+  parts = ('backbone', 'embed')  # Attributes holding the model parts.
 
-  def __init__(self, *, vocab_size: int, backbone_blocks=(3, 4, 23, 3),
-               backbone_width: int = 64, embed_dim: int = 1000,
+  def __init__(self, *, vocab_size: int, backbone: str = 'resnet',
+               backbone_args: dict | None = None, text_encoder: str = 'embed',
+               text_args: dict | None = None,
                attn_dim: int = 512, fusion_dim: int = 500,
                cmsa_impl: str = 'factorized', pooling: str = 'attention',
-               word_weight: str = 'mean', attention: str = 'full',
+               word_weight: str = 'temperature', attention: str = 'full',
                qk_init_scale: float = 1.0, fusion: str = 'gated',
                fusion_relu: bool = False, custom_gradients: bool = True,
-               remat_backbone: str = 'none', remat_cmsa: str = 'none',
-               dtype=jnp.float32, rngs: nnx.Rngs):
+               remat_cmsa: str = 'none', dtype=jnp.float32, rngs: nnx.Rngs):
     remat.check('remat_cmsa', remat_cmsa)
     self.remat_cmsa = remat_cmsa
-    self.backbone = resnet.ResNet(blocks=backbone_blocks, width=backbone_width,
-                                  remat=remat_backbone, dtype=dtype, rngs=rngs)
-    self.embed = nnx.Embed(vocab_size, embed_dim, dtype=dtype,
-                           embedding_init=_embedding_init, rngs=rngs)
+    self.backbone = backbones.REGISTRY.build(backbone, backbone_args, dtype=dtype, rngs=rngs)
+    self.embed = text.REGISTRY.build(text_encoder, text_args, vocab_size=vocab_size,
+                                     dtype=dtype, rngs=rngs)
     self.custom_gradients = custom_gradients
-    self.levels = ('res5',) if fusion == 'res5' else LEVELS
-    visual_dims = [visual_dim(backbone_width, level) for level in self.levels]
+    levels = tuple(self.backbone.levels)
+    self.levels = levels[-1:] if fusion == 'res5' else levels
+    visual_dims = [self.backbone.levels[level] for level in self.levels]
+    word_dim = self.embed.width
     self.cmsa = nnx.List([
-        cmsa.CMSA(c, embed_dim, attn_dim=attn_dim, impl=cmsa_impl,
+        cmsa.CMSA(c, word_dim, attn_dim=attn_dim, impl=cmsa_impl,
                   pooling=pooling, word_weight=word_weight,
                   attention=attention, qk_init_scale=qk_init_scale,
                   custom_gradients=custom_gradients, dtype=dtype, rngs=rngs)
         for c in visual_dims])
     self.fusion = gmlf.GMLF(
-        [c + embed_dim + multimodal.SPATIAL_DIM for c in visual_dims],
+        [c + word_dim + multimodal.SPATIAL_DIM for c in visual_dims],
         dim=fusion_dim, fusion=fusion, relu=fusion_relu, dtype=dtype, rngs=rngs)
+
+  def load_pretrained(self, **paths: str) -> None:
+    """Loads each part's weights: load_pretrained(backbone=PATH, embed=PATH); '' skips."""
+    unknown = sorted(set(paths) - set(self.parts))
+    if unknown:
+      raise ValueError(f'load_pretrained: {unknown} are not parts of the model ({self.parts}).')
+    for name, path in paths.items():
+      if path:
+        getattr(self, name).load(path)
+
+  @property
+  def trainable(self):
+    """nnx filter of the parameters training updates: all but those of frozen parts."""
+    frozen = tuple(name for name in self.parts if getattr(self, name).frozen)
+    return nnx.All(nnx.Param, lambda path, _: not path or path[0] not in frozen)
 
   def __call__(self, images: jax.Array, tokens: jax.Array,
                token_mask: jax.Array) -> dict[str, jax.Array]:
@@ -117,7 +133,7 @@ class Model(nnx.Module):
   def decode(self, features, tokens, token_mask, size) -> dict[str, jax.Array]:
     """Eq.1-7 on one image's backbone features {level: (B, h, w, C)}, logits at `size`."""
     (height, width), b = size, tokens.shape[0]
-    words = self.normalize(self.embed(tokens))  # Eq.1
+    words = self.normalize(self.embed(tokens, token_mask))  # Eq.1
     run_level = remat.wrap(
         lambda layer, visual, words, mask: layer(self.normalize(visual), words, mask),
         self.remat_cmsa)

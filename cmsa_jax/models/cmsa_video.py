@@ -45,7 +45,7 @@ class Model(cmsa_image.Model):
       return
     arg = lambda name: image_args.get(name, _IMAGE_DEFAULTS[name])
     self.cfsa = nnx.List([
-        cfsa_lib.CFSA(cmsa_image.visual_dim(arg('backbone_width'), level),
+        cfsa_lib.CFSA(self.backbone.levels[level],
                       attn_dim=arg('attn_dim'), impl=cfsa_impl, frame_weight=frame_weight,
                       dtype=arg('dtype'), rngs=image_args['rngs'])
         for level in self.levels])

@@ -198,7 +198,10 @@ def restore_config_and_vocab(workdir, step=None):
 
   restored, step = restore_readable(workdir, restore, step)
   config = ml_collections.ConfigDict(restored.config)
-  return config, text.Vocabulary.from_dict(restored.vocab), step
+  vocab = state_lib.text_tokenizer(config)  # A text encoder's own tokenizer, if it has one.
+  if vocab is None:
+    vocab = text.Vocabulary.from_dict(restored.vocab)
+  return config, vocab, step
 
 
 def restore_model(workdir, step=None):

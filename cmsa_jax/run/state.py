@@ -12,7 +12,7 @@ import optax
 
 from cmsa_jax import errors
 from cmsa_jax import models
-from cmsa_jax.models import weights
+from cmsa_jax.models import text as text_parts
 
 
 def model_class(config):
@@ -27,22 +27,48 @@ def model_class(config):
     raise errors.ConfigError(f'config.model_name={name!r}: no module cmsa_jax/models/{name}.py') from None
 
 
+# Fields of configs written before the model parts (checkpoints keep their config):
+# old field -> (config.model.<args>, argument), all moved by `model_args`.
+LEGACY_FIELDS = {
+    'backbone_blocks': ('backbone_args', 'blocks'),
+    'backbone_width': ('backbone_args', 'width'),
+    'remat_backbone': ('backbone_args', 'remat'),
+    'freeze_backbone': ('backbone_args', 'frozen'),  # Was a top-level field.
+    'embed_dim': ('text_args', 'dim'),
+}
+
+
+def model_args(config):
+  """The keyword arguments of the model's constructor: config.model, with the
+  fields of older configs moved to their part's arguments (they win)."""
+  args = {k: (v.to_dict() if hasattr(v, 'to_dict') else v) for k, v in config.model.items()}
+  legacy = {k: config.model[k] for k in LEGACY_FIELDS if k in config.model}
+  if 'freeze_backbone' in config:
+    legacy['freeze_backbone'] = config.freeze_backbone
+  for field, value in legacy.items():
+    args.pop(field, None)
+    group, name = LEGACY_FIELDS[field]
+    args[group] = dict(args.get(group) or {}, **{name: value})
+  return args
+
+
 def create_model(config, vocab_size, *, seed=0):
   # A field a saved config lacks (added since) takes the constructor's default.
   cls = model_class(config)
-  unknown = sorted(set(config.model) - set(inspect.signature(cls.__init__).parameters))
+  args = model_args(config)
+  unknown = sorted(set(args) - set(inspect.signature(cls.__init__).parameters))
   if unknown:
     raise errors.ConfigError(f'config.model has fields that {cls.__module__}.Model does not '
                              f'take: {", ".join(unknown)}.')
-  return cls(vocab_size=vocab_size, **config.model, dtype=jnp.dtype(config.dtype),
+  return cls(vocab_size=vocab_size, **args, dtype=jnp.dtype(config.dtype),
              rngs=nnx.Rngs(seed))
 
 
-def trainable_filter(config):
-  """nnx filter of the parameters the optimizer updates."""
-  if config.freeze_backbone:
-    return nnx.All(nnx.Param, nnx.Not(nnx.PathContains('backbone')))
-  return nnx.Param
+def text_tokenizer(config):
+  """The text encoder's own tokenizer, or None: the dataset's vocabulary is used
+  (see cmsa_jax/models/text/__init__.py)."""
+  args = model_args(config)
+  return text_parts.tokenizer(args.get('text_encoder', 'embed'), args.get('text_args'))
 
 
 @flax.struct.dataclass
@@ -85,12 +111,16 @@ def create_optimizer(config, params):
 
 
 def create_train_state(config, vocab_size):
-  """Returns (graphdef, TrainState, optimizer) with pretrained weights if configured."""
+  """Returns (graphdef, TrainState, optimizer) with the parts' pretrained weights if
+  configured; the parameters of frozen parts go to TrainState.frozen."""
   model = create_model(config, vocab_size, seed=config.seed)
-  if config.backbone_init:
-    weights.load_backbone(model.backbone, config.backbone_init)
-    logging.info('Backbone initialised from %s.', config.backbone_init)
-  graphdef, params, frozen = nnx.split(model, trainable_filter(config), ...)
+  paths = {'backbone': config.get('backbone_init', ''),
+           'embed': config.get('text_encoder_init', '')}
+  model.load_pretrained(**paths)
+  for part, path in paths.items():
+    if path:
+      logging.info('Model part %s initialised from %s.', part, path)
+  graphdef, params, frozen = nnx.split(model, model.trainable, ...)
   tx = create_optimizer(config, params)
   state = TrainState(step=jnp.zeros((), jnp.int32), params=params, frozen=frozen,
                      opt_state=tx.init(params))

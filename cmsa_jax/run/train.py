@@ -178,7 +178,9 @@ def train_and_evaluate(config, workdir):
   local_batch = check_batch_size(config.batch_size)
   train_source = dataset_lib.load_source(config, config.train_split)
   index = input_pipeline.sentence_index(train_source)
-  vocab = dataset_lib.vocabulary(config, workdir, index)
+  vocab = state_lib.text_tokenizer(config)  # A text encoder's own, or the dataset's.
+  if vocab is None:
+    vocab = dataset_lib.vocabulary(config, workdir, index)
   graphdef, state, tx = state_lib.create_train_state(config, len(vocab))
   checkpoints.check_free_space(workdir, state)
   model_class = state_lib.model_class(config)

@@ -10,7 +10,9 @@ Reading `.pth` needs torch; `.npz` / `.safetensors` with the same keys do not.
   python -m cmsa_jax.tools.import_weights \
       --input=resnet101-63fe2227.pth --output=backbone.npz
 
-Then set `config.backbone_init = "backbone.npz"`.
+Then set `config.backbone_init = "backbone.npz"` (the 'resnet' backbone's
+`load` also reads the torchvision file itself; converting once reports every
+key and drops torch from later runs).
 """
 
 from collections.abc import Sequence
@@ -19,8 +21,8 @@ from absl import app
 from absl import flags
 from flax import nnx
 
-from cmsa_jax.models import resnet
 from cmsa_jax.models import weights
+from cmsa_jax.models.backbones import resnet
 
 _INPUT = flags.DEFINE_string(
     'input', None, 'torchvision state dict (.pth/.pt/.npz/.safetensors).')
@@ -38,16 +40,16 @@ def main(argv: Sequence[str]) -> None:
     raise app.UsageError(f'Unexpected arguments: {argv[1:]}')
   if not _INPUT.value or not _OUTPUT.value:
     raise app.UsageError(
-        f'--input and --output are required. {weights.WEIGHTS_HELP}')
+        f'--input and --output are required. {resnet.WEIGHTS_HELP}')
   # Dilations change no weight shapes, so the default ones serve any backbone.
-  model = resnet.ResNet(blocks=[int(b) for b in _BLOCKS.value],
-                        width=_WIDTH.value, rngs=nnx.Rngs(0))
-  state_dict = weights.load_state_dict(_INPUT.value)
+  model = resnet.Backbone(blocks=[int(b) for b in _BLOCKS.value],
+                          width=_WIDTH.value, rngs=nnx.Rngs(0))
+  state_dict = weights.load_state_dict(_INPUT.value, resnet.WEIGHTS_HELP)
   print(f'{_INPUT.value}: {len(state_dict)} tensors')
-  report = weights.import_torchvision_resnet(
-      state_dict, model, allow_missing=_ALLOW_MISSING.value)
+  report = resnet.import_torchvision(state_dict, model, allow_missing=_ALLOW_MISSING.value,
+                                     source=_INPUT.value)
   print(report)
-  weights.save_backbone(model, _OUTPUT.value)
+  weights.save_npz(model, _OUTPUT.value)
   print(f'wrote {_OUTPUT.value}')
 
 

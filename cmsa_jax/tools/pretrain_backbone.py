@@ -7,7 +7,7 @@ segmentation of every object's colour, shape and size (background as a class
 of each) on the training split of the on-the-fly synthetic scenes, at the
 backbone's output stride, with a 1x1 classifier per level (Res3, Res4, Res5)
 that is thrown away afterwards. No expression is seen; the test split is not
-touched. The result is a `save_backbone` file for `config.backbone_init`:
+touched. The result is a `weights.save_npz` file for `config.backbone_init`:
 
   python -m cmsa_jax.tools.pretrain_backbone --config=configs/demo.py \
       --output=datasets/synthetic_ref/backbone_96px.npz
@@ -30,9 +30,10 @@ import optax
 
 from cmsa_jax import progress as progress_lib
 from cmsa_jax.data import synthetic
+from cmsa_jax.models import backbones
 from cmsa_jax.models import cmsa_image
-from cmsa_jax.models import resnet
 from cmsa_jax.models import weights
+from cmsa_jax.run import state as state_lib
 
 ATTRIBUTES = {'color': tuple(synthetic.COLORS), 'shape': synthetic.SHAPES,
               'size': tuple(synthetic.SIZES)}
@@ -66,13 +67,14 @@ def make_batch(source, indices):
 class Pretrainer(nnx.Module):
   """The backbone with a 1x1 classifier per (level, attribute)."""
 
-  def __init__(self, model_config, *, rngs: nnx.Rngs):
-    self.backbone = resnet.ResNet(blocks=tuple(model_config.backbone_blocks),
-                                  width=model_config.backbone_width, rngs=rngs)
+  def __init__(self, config, *, rngs: nnx.Rngs):
+    """The backbone of `config` (config.model.backbone and its arguments)."""
+    args = state_lib.model_args(config)
+    self.backbone = backbones.REGISTRY.build(args.get('backbone', 'resnet'),
+                                             args.get('backbone_args'), rngs=rngs)
     self.heads = nnx.Dict({
-        f'{level}_{name}': nnx.Conv(cmsa_image.visual_dim(model_config.backbone_width, level),
-                                    len(values) + 1, (1, 1), rngs=rngs)
-        for level in cmsa_image.LEVELS for name, values in ATTRIBUTES.items()})
+        f'{level}_{name}': nnx.Conv(width, len(values) + 1, (1, 1), rngs=rngs)
+        for level, width in self.backbone.levels.items() for name, values in ATTRIBUTES.items()})
 
   def __call__(self, images):
     features = self.backbone(cmsa_image.normalize_images(images))
@@ -99,7 +101,7 @@ def pretrain(config, output, *, steps, batch_size, learning_rate, seed):
   source = synthetic.SyntheticSource(
       config.train_split, config.synthetic.num_train, seed=config.synthetic.seed,
       image_size=config.synthetic.image_size)
-  model = Pretrainer(config.model, rngs=nnx.Rngs(seed))
+  model = Pretrainer(config, rngs=nnx.Rngs(seed))
   optimizer = nnx.Optimizer(model, optax.adam(optax.cosine_decay_schedule(learning_rate, steps)),
                             wrt=nnx.Param)
   order = np.random.default_rng(seed)
@@ -117,7 +119,7 @@ def pretrain(config, output, *, steps, batch_size, learning_rate, seed):
         logging.info('pretrain[%d] loss=%.4f %s', step, np.mean(losses[-100:]),
                      ' '.join(f'{k}={float(v):.3f}' for k, v in sorted(parts.items())))
       progress.update(step)
-  weights.save_backbone(model.backbone, output)
+  weights.save_npz(model.backbone, output)
   logging.info('Wrote %s.', output)
   return losses
 
