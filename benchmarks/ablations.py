@@ -23,8 +23,10 @@ interrupted run resumes from its last checkpoint. Runs shared by the tables
 (the full model is Table 1's word attention, Table 2's full attention and its
 gated fusion) are trained once.
 
-A new table is one TABLES entry: its title, the paper's ordering, and a dict of
-row name -> config.model overrides ({} is the full model, the reference of Δ).
+A new table is one TABLES entry (and a --table choice in CHOICES): its title, the
+paper's ordering, a dict of row name -> config.model overrides ({} is the full
+model, the reference of Δ), and, for another config than the demo's, `base` (its
+get_config) and `prefix` (of its run folders).
 """
 
 import collections
@@ -53,6 +55,8 @@ class Table:
   paper_order: str  # The paper's ordering (UNC val), best first.
   variants: dict  # Row name -> config.model overrides; {} is the full model.
   extra: dict = dataclasses.field(default_factory=dict)  # Rows run only with --extra_rows.
+  base: object = demo.get_config  # The config every row changes.
+  prefix: str = ''  # Of the run folders, where `base` is not the demo's.
 
 
 TABLES = {
@@ -100,9 +104,10 @@ _EXTRA_ROWS = flags.DEFINE_bool(
 _RESAMPLES = flags.DEFINE_integer('resamples', 2000, 'Bootstrap resamples of each interval.')
 
 
-def run_key(overrides):
-  """Folder name of a variant: its overrides, or 'full'."""
-  return '_'.join(f'{k}-{v}' for k, v in sorted(overrides.items())) or 'full'
+def run_key(overrides, table='1'):
+  """Folder name of a variant: its table's prefix, then its overrides, or 'full'."""
+  key = '_'.join(f'{k}-{v}' for k, v in sorted(overrides.items())) or 'full'
+  return TABLES[table].prefix + key
 
 
 def selected_variants(table, names=None, extra_rows=False):
@@ -119,9 +124,10 @@ def selected_variants(table, names=None, extra_rows=False):
   return rows
 
 
-def run_config(overrides, seed, *, steps, image_size, num_eval, num_train, data_dir=None):
-  """configs/demo.py with the variant's switches, the budget and the seed."""
-  config = demo.get_config()
+def run_config(overrides, seed, *, steps, image_size, num_eval, num_train, data_dir=None,
+               base=demo.get_config):
+  """`base` (configs/demo.py) with the variant's switches, the budget and the seed."""
+  config = base()
   config.model.update(overrides)
   config.seed = seed
   config.num_train_steps = steps
@@ -191,7 +197,7 @@ def table_markdown(table, rows, results, samples, *, num_resamples):
            f'Paper ordering: {TABLES[table].paper_order}.', '',
            '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
   for _, name, overrides in rows:
-    runs = results[run_key(overrides)]
+    runs = results[run_key(overrides, table)]
     cells = [summarize([r[c] for r in runs]) for c in cols]
     cells += [summarize([r[f'family_{f}_overall_iou'] for r in runs]) for f in families]
     lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
@@ -204,7 +210,7 @@ def table_markdown(table, rows, results, samples, *, num_resamples):
       lines.append(f'| baseline: {baseline.replace("_", " ")} | ' + ' | '.join(cells) + ' |')
   seeds = len(runs)
   lines += ['', f'Mean (min–max) over {seeds} seed(s), in %.', '']
-  full = samples.get(run_key({}))
+  full = samples.get(run_key({}, table))
   others = [(name, o) for _, name, o in rows if o]
   if full and others:
     head = ['variant', 'Δ overall IoU [95 % CI]', 'real?', 'Δ mean IoU [95 % CI]', 'real?'] + [
@@ -214,7 +220,7 @@ def table_markdown(table, rows, results, samples, *, num_resamples):
               'the seeds; cmsa_jax/tools/compare.py). real? = the interval excludes 0.', '',
               '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     for name, overrides in others:
-      d = deltas(full, samples[run_key(overrides)], num_resamples=num_resamples)
+      d = deltas(full, samples[run_key(overrides, table)], num_resamples=num_resamples)
       cells = [compare.interval(d['overall_iou']), real(d['overall_iou']),
                compare.interval(d['mean_iou']), real(d['mean_iou'])]
       cells += [compare.interval(d[f]) if f in d else '' for f in families]
@@ -227,21 +233,20 @@ def summary_markdown(rows, results, samples, *, num_resamples):
   """Every variant once: overall IoU (min–max), Δ vs the full model and its interval,
   per-seed Δ, per family (the README's table)."""
   families = families_of(results)
-  full = results[run_key({})]
   head = ['Table', 'variant', 'overall IoU (min–max)', 'Δ vs full [95 % CI]', 'real?',
           'Δ per seed'] + families
   lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
   seen = {}
   for table, name, overrides in rows:
-    key = run_key(overrides)
+    key = run_key(overrides, table)
     if key in seen:
       seen[key][0].add(table[0])
       continue
-    runs = results[key]
+    runs, full = results[key], run_key({}, table)
     if overrides:
-      d = deltas(samples[run_key({})], samples[key], num_resamples=num_resamples)['overall_iou']
+      d = deltas(samples[full], samples[key], num_resamples=num_resamples)['overall_iou']
       per_seed = ', '.join(f'{100 * (r["overall_iou"] - f["overall_iou"]):+.1f}'
-                           for r, f in zip(runs, full))
+                           for r, f in zip(runs, results[full]))
       cells = [compare.interval(d), real(d), per_seed]
     else:
       name, cells = f'**full model** ({name})', ['—', '', '']
@@ -264,8 +269,9 @@ def per_sample(workdir):
 def main(argv):
   del argv
   rows = selected_variants(_TABLE.value, _VARIANTS.value, _EXTRA_ROWS.value)
-  keys = list(dict.fromkeys(run_key(o) for _, _, o in rows))
-  overrides = {run_key(o): o for _, _, o in rows}
+  keys = list(dict.fromkeys(run_key(o, t) for t, _, o in rows))
+  overrides = {run_key(o, t): o for t, _, o in rows}
+  bases = {run_key(o, t): TABLES[t].base for t, _, o in rows}
   # Seed-major: an interrupted benchmark has every variant at its first seeds.
   jobs = [(key, seed) for seed in range(_SEEDS.value) for key in keys]
   os.makedirs(_OUTPUT.value, exist_ok=True)
@@ -274,7 +280,8 @@ def main(argv):
   for i, (key, seed) in enumerate(jobs):
     config = run_config(overrides[key], seed, steps=_STEPS.value,
                         image_size=_IMAGE_SIZE.value, num_eval=_NUM_EVAL.value,
-                        num_train=_NUM_TRAIN.value, data_dir=_DATA_DIR.value)
+                        num_train=_NUM_TRAIN.value, data_dir=_DATA_DIR.value,
+                        base=bases[key])
     workdir = os.path.join(_OUTPUT.value, 'runs', f'{key}-seed{seed}')
     start = time.monotonic()
     metrics, ran = run_once(config, workdir)
@@ -304,7 +311,8 @@ def main(argv):
     with open(os.path.join(_OUTPUT.value, f'table{table}.md'), 'w') as f:
       f.write(text)
     print(text, flush=True)
-  if run_key({}) in results:
+  rows = [r for r in rows if run_key({}, r[0]) in results]  # Δ needs the full model.
+  if rows:
     text = summary_markdown(rows, results, samples, num_resamples=_RESAMPLES.value)
     with open(os.path.join(_OUTPUT.value, 'summary.md'), 'w') as f:
       f.write(header + text)

@@ -35,7 +35,8 @@ def test_ablations_write_table_and_json_and_resume(tmp_path):
     assert written['num_examples'] == 6
 
   table = (out / 'table1.md').read_text()
-  rows = {line.split('|')[1].strip(): line for line in table.splitlines()
+  scores, deltas = table.split('Δ vs the full model')
+  rows = {line.split('|')[1].strip(): line for line in scores.splitlines()
           if line.startswith('| ') and not line.startswith('| variant')}
   assert {'word attention', 'max pooling', 'baseline: all objects'} <= set(rows)
   cells = rows['max pooling'].split('|')[2:-1]
@@ -55,8 +56,9 @@ def test_ablations_write_table_and_json_and_resume(tmp_path):
 
   # Δ vs the full model with its paired bootstrap interval; with one seed Δ is that seed's
   # difference of overall IoU.
-  delta_rows = {line.split('|')[1].strip(): line.split('|')[2:-1] for line in table.splitlines()
-                if line.startswith('| max pooling') and '[' in line}
+  delta_rows = {line.split('|')[1].strip(): line.split('|')[2:-1] for line in deltas.splitlines()
+                if line.startswith('| ') and not line.startswith('| variant')}
+  assert list(delta_rows) == ['max pooling']  # The full model is the reference.
   d, low, high = (float(x) for x in re.fullmatch(
       r'\s*([+-][\d.]+) \[([+-][\d.]+), ([+-][\d.]+)\]\s*',
       delta_rows['max pooling'][0]).groups())

@@ -45,7 +45,7 @@ def workdir(tmp_path_factory):
   """A workdir with an (untrained) tiny checkpoint that predict restores."""
   config = helpers.make_tiny_config()
   workdir = str(tmp_path_factory.mktemp('ckpt'))
-  vocab = dataset.vocabulary(config, workdir)
+  vocab = helpers.vocabulary(config, workdir)
   _, state, _ = state_lib.create_train_state(config, len(vocab))
   with checkpoints.checkpoint_manager(config, workdir) as mngr:
     mngr.save(1, args=checkpoints.checkpoint_items(state, config, vocab), force=True)

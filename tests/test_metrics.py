@@ -142,9 +142,10 @@ def test_pictures_show_the_first_expressions_and_survive_merging():
   assert sorted(shown) == list(range(pictures.NUM))
   height = pictures.HEIGHT
   assert shown[0].shape == (height + 14, 3 * height * 12 // 8, 3)  # Three panels and a caption.
-  # The true-mask panel is green where the mask is, the prediction panel red.
-  true_panel, pred_panel = shown[0][:height, height * 3 // 2:], shown[0][:height, height * 3:]
-  assert true_panel[5, 5, 1] > 100 and true_panel[5, 5, 0] < 50
+  # The true-mask panel is white where the mask is, the prediction panel red.
+  width = height * 12 // 8
+  true_panel, pred_panel = shown[0][:height, width:2 * width], shown[0][:height, 2 * width:]
+  assert (true_panel[5, 5] > 100).all() and (true_panel[-5, -5] == 0).all()
   assert pred_panel[5, 5, 0] > 100 and pred_panel[5, 5, 1] < 50
   merged = evaluators.create(['pictures'])['pictures']
   merged.merge([found['pictures'].state(), {}])

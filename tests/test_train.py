@@ -79,7 +79,7 @@ def test_batch_size_must_divide_over_devices(tiny_config, tmp_path):
 
 def test_few_demo_steps_lower_the_loss(tiny_config, tmp_path):
   tiny_config.learning_rate = 3e-3
-  vocab = dataset.vocabulary(tiny_config, str(tmp_path))
+  vocab = helpers.vocabulary(tiny_config, str(tmp_path))
   graphdef, state, tx = state_lib.create_train_state(tiny_config, len(vocab))
   it = input_pipeline.create_train_iterator(
       dataset.load_source(tiny_config, 'train'), vocab, batch_size=8, image_size=tiny_config.image_size, seed=0)
@@ -126,7 +126,7 @@ def test_checkpoint_restore_resume_and_eval(trained, tmp_path):
   model, config, vocab, step = checkpoints.restore_model(workdir)
   assert step == tiny_config.num_train_steps
   assert config.model.backbone_args.width == tiny_config.model.backbone_args.width
-  saved_vocab = dataset.vocabulary(tiny_config, workdir)  # Loads vocab.json.
+  saved_vocab = helpers.vocabulary(tiny_config, workdir)  # Loads vocab.json.
   assert vocab.to_dict() == saved_vocab.to_dict()
 
   # --mode=eval reproduces the final metrics from the checkpoint alone.

@@ -29,10 +29,6 @@ from cmsa_jax import errors
 from cmsa_jax.run import metrics
 from cmsa_jax.run.evaluators import groups as groups_lib
 
-_EVAL_DIR = flags.DEFINE_string('eval_dir', 'eval', 'Folder of samples.jsonl in each run.')
-_RESAMPLES = flags.DEFINE_integer('resamples', 2000, 'Bootstrap resamples.')
-_SEED = flags.DEFINE_integer('seed', 0, 'Bootstrap random seed.')
-
 CHUNK = 250  # Resamples per matrix product (bounds memory on large splits).
 
 
@@ -151,9 +147,14 @@ def main(argv):
   if len(runs) < 2:
     raise app.UsageError('give two or more run folders: python -m cmsa_jax.tools.compare '
                          'runs/a runs/b ...')
-  loaded = [load_samples(run, _EVAL_DIR.value) for run in runs]
-  print(compare(loaded, names=runs, num_resamples=_RESAMPLES.value, seed=_SEED.value))
+  loaded = [load_samples(run, flags.FLAGS.eval_dir) for run in runs]
+  print(compare(loaded, names=runs, num_resamples=flags.FLAGS.resamples, seed=flags.FLAGS.seed))
 
 
 if __name__ == '__main__':
+  # Defined here, not at import: benchmarks/ablations.py imports this module with flags of
+  # its own.
+  flags.DEFINE_string('eval_dir', 'eval', 'Folder of samples.jsonl in each run.')
+  flags.DEFINE_integer('resamples', 2000, 'Bootstrap resamples.')
+  flags.DEFINE_integer('seed', 0, 'Bootstrap random seed.')
   app.run(main)

@@ -1,5 +1,5 @@
 """Pictures of the same few held-out predictions at every evaluation, for
-TensorBoard: the image, the true mask (green) and the predicted one (red), with
+TensorBoard: the image, the true mask (white) and the predicted one (red), with
 the expression and its IoU written under them."""
 
 import base64
@@ -22,7 +22,7 @@ def picture(scored):
   """(H, W, 3) uint8: image | true mask | predicted mask, the expression and IoU below."""
   pred = scored.prob >= 0.5
   i, u = metrics.intersection_union(pred, scored.target)
-  panels = [scored.image, predict.overlay(scored.image, scored.target, color=(40, 220, 40)),
+  panels = [scored.image, predict.overlay(scored.image, scored.target, color=(255, 255, 255)),
             predict.overlay(scored.image, pred)]
   height, width = scored.image.shape[:2]
   size = (max(1, round(width * HEIGHT / height)), HEIGHT)
