@@ -68,6 +68,11 @@ class Vocabulary:
   def words(self):
     return self._words
 
+  @staticmethod
+  def tokenize(text):
+    """The words `encode` reads (module-level `tokenize`)."""
+    return tokenize(text)
+
   def __len__(self):
     return len(self._words)
 
