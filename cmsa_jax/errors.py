@@ -4,6 +4,14 @@ Each also subclasses the built-in error it refines, so callers that catch
 ValueError / FileNotFoundError keep working.
 """
 
+import struct
+
+# What parsers of untrusted bytes (Pillow, numpy, csv, h5py, scipy.io, ...) raise on a
+# malformed file; readers turn them into an InputError naming the file (tests/test_fuzz_*.py
+# found each kind).
+MALFORMED_INPUT = (OSError, ValueError, TypeError, SyntaxError, EOFError, IndexError, KeyError,
+                   ArithmeticError, struct.error)
+
 
 class UserError(Exception):
   """A mistake in the command line, the config or the inputs, not in the code."""
@@ -21,5 +29,19 @@ class NotFoundError(UserError, FileNotFoundError):
   """A dataset, checkpoint or file that is not there."""
 
 
+class MissingPackageError(UserError, ImportError):
+  """An input that needs an optional package which is not installed (torch for .pth files)."""
+
+
 class NumericalError(UserError, FloatingPointError):
   """Training produced a non-finite loss or gradient (usually a too-high learning rate)."""
+
+
+def one_line(value):
+  """`value` as text with line breaks and other control characters escaped (`\\n`, `\\x1b`),
+  so a message naming a user's file or text stays one line whatever the name holds."""
+  text = str(value)
+  if text.isprintable():
+    return text
+  return ''.join(c if c.isprintable() or c == ' ' else c.encode('unicode_escape').decode('ascii')
+                 for c in text)

@@ -1,8 +1,29 @@
-"""Shared test fixtures."""
+"""Shared test fixtures, and the Hypothesis profiles of the fuzz tests (tests/fuzzing.py)."""
 
+from hypothesis import HealthCheck
+from hypothesis import settings
 import pytest
 
+import fuzzing
 import helpers
+
+_COMMON = dict(deadline=None,  # fuzzing.check bounds each example's time itself.
+               suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
+                                      HealthCheck.function_scoped_fixture],
+               print_blob=True)
+# CI: the same examples on every run (derandomized), small budgets set per test.
+settings.register_profile('ci', derandomize=True, database=None, **_COMMON)
+# `pytest -m fuzz`: random examples, fuzzing.LONG_FACTOR times the budget, failures saved.
+settings.register_profile('long', **_COMMON)
+
+
+def pytest_configure(config):
+  if config.getoption('hypothesis_profile', None):
+    fuzzing.PROFILE = config.getoption('hypothesis_profile')
+    return
+  markexpr = config.option.markexpr or ''
+  fuzzing.PROFILE = 'long' if 'fuzz' in markexpr and 'not fuzz' not in markexpr else 'ci'
+  settings.load_profile(fuzzing.PROFILE)
 
 
 @pytest.fixture

@@ -28,6 +28,7 @@ import PIL.Image
 import tensorflow_datasets as tfds
 from tensorflow_datasets.core.data_sources import base as tfds_sources
 
+from cmsa_jax import errors
 from cmsa_jax import progress as progress_lib
 from cmsa_jax.media import clips
 
@@ -132,10 +133,16 @@ def _lazy(source, *, skip_image):
   return dataclasses.replace(source, decoders=decoders)
 
 
-def _pixels(x, mode):
-  """A decoded (h, w[, 3]) uint8 array from an array or encoded image bytes."""
+def _pixels(x, mode, what):
+  """A decoded (h, w[, 3]) uint8 array from an array or encoded image bytes; InputError
+  naming `what` (e.g. 'record 3: mask of object 0') for bytes that do not decode."""
   if isinstance(x, bytes):
-    return np.asarray(PIL.Image.open(io.BytesIO(x)).convert(mode))
+    try:
+      with PIL.Image.open(io.BytesIO(x)) as image:
+        return np.asarray(image.convert(mode))
+    except errors.MALFORMED_INPUT + (PIL.Image.DecompressionBombError,) as e:
+      raise errors.InputError(f'{what}: not a readable image ({type(e).__name__}: '
+                              f'{errors.one_line(e)})') from None
   x = np.asarray(x)
   return x[..., 0] if mode == 'L' and x.ndim == 3 else x
 
@@ -156,8 +163,8 @@ class SentenceIndex:
 
 def _check_object_index(record, sentence, object_index, num_objects):
   if not 0 <= object_index < num_objects:
-    raise ValueError(f'record {record}, sentence {sentence}: object_index {object_index} '
-                     f'out of range for {num_objects} objects')
+    raise errors.InputError(f'record {record}, sentence {sentence}: object_index {object_index} '
+                            f'out of range for {num_objects} objects')
 
 
 def sentence_index(source):
@@ -210,18 +217,19 @@ class _LoadExample:
     record = self._source[r]
     image = np.asarray(record['image'])
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-      raise ValueError(f'record {r}: image must be uint8 (H, W, 3), '
-                       f'got {image.dtype} {image.shape}')
+      raise errors.InputError(f'record {r}: image must be uint8 (H, W, 3), '
+                              f'got {image.dtype} {image.shape}')
     masks, sentences = record['objects']['mask'], record['sentences']
     if s >= len(sentences['text']):
-      raise ValueError(f'record {r} has {len(sentences["text"])} sentences, the index wants '
-                       f'sentence {s}: the source changed since its sentence_index was built')
+      raise errors.InputError(f'record {r} has {len(sentences["text"])} sentences, the index '
+                              f'wants sentence {s}: the source changed since its sentence_index '
+                              'was built')
     obj = int(sentences['object_index'][s])
     _check_object_index(r, s, obj, len(masks))
-    mask = _pixels(masks[obj], 'L')
+    mask = _pixels(masks[obj], 'L', f'record {r}: mask of object {obj}')
     if mask.shape != image.shape[:2]:
-      raise ValueError(f'record {r}: mask of object {obj} has shape {mask.shape}, '
-                       f'image has {image.shape[:2]}')
+      raise errors.InputError(f'record {r}: mask of object {obj} has shape {mask.shape}, '
+                              f'image has {image.shape[:2]}')
     text = _str(sentences['text'][s])
     example, info = encode(image, text, self._vocab, image_size=self._size,
                            max_words=self._max_words)
@@ -232,7 +240,7 @@ class _LoadExample:
     if self._with_originals:
       example.update(orig_image=image, orig_mask=mask.astype(bool))
     if self._with_baselines:
-      example.update(self._baselines(masks))
+      example.update(self._baselines(masks, r))
     if 'family' in sentences:  # Synthetic expressions: scored per family too.
       example['family'] = _str(sentences['family'][s])
     example.update(index=(r, s), text=text, resize_info=info)
@@ -244,26 +252,28 @@ class _LoadExample:
     the centre, at the start or end of a video shorter than the clip)."""
     frames, tau = record['frames'], self._clip_radius
     if len(frames) % 2 != 1 or len(frames) < 2 * tau + 1:
-      raise ValueError(f'record {r}: clip_radius {tau} needs an odd clip of at least '
-                       f'{2 * tau + 1} frames, record has {len(frames)}')
+      raise errors.InputError(f'record {r}: clip_radius {tau} needs an odd clip of at least '
+                              f'{2 * tau + 1} frames, record has {len(frames)}')
     centre = len(frames) // 2
     ids = np.asarray(record.get('frame_ids', np.arange(len(frames)))).reshape(-1)
     if 'frame_index' in record and (
         len(ids) != len(frames) or ids[centre] != int(record['frame_index'])):
-      raise ValueError(f'record {r}: the clip is not centred on the annotated frame '
-                       f'{int(record["frame_index"])} (frame_ids {ids.tolist()})')
+      raise errors.InputError(f'record {r}: the clip is not centred on the annotated frame '
+                              f'{int(record["frame_index"])} (frame_ids {ids.tolist()})')
     frame_mask = clips.clip_mask(ids[centre - tau:centre + tau + 1])
-    frames = [_pixels(f, 'RGB') for f in frames[centre - tau:centre + tau + 1]]
+    frames = [_pixels(f, 'RGB', f'record {r}: clip frame {i}')
+              for i, f in enumerate(frames[centre - tau:centre + tau + 1])]
     for f in frames:
       if f.shape != shape:
-        raise ValueError(f'record {r}: clip frames of shape {f.shape} differ from the '
-                         f'annotated frame {shape}: masks would not align with the frames')
+        raise errors.InputError(f'record {r}: clip frames of shape {f.shape} differ from the '
+                                f'annotated frame {shape}: masks would not align with the frames')
     return frames, frame_mask
 
   @staticmethod
-  def _baselines(masks):
+  def _baselines(masks, r):
     """Scene-level baselines: every object, and the largest object."""
-    masks = np.stack([_pixels(m, 'L') for m in masks]).astype(bool)
+    masks = np.stack([_pixels(m, 'L', f'record {r}: mask of object {i}')
+                      for i, m in enumerate(masks)]).astype(bool)
     return {'baseline_all_objects': masks.any(0),
             'baseline_largest_object': masks[masks.sum((1, 2)).argmax()]}
 

@@ -41,6 +41,14 @@ def tokenize(text):
   return tokens
 
 
+def _encodes(text):
+  try:
+    text.encode('utf-8')
+    return True
+  except UnicodeEncodeError:
+    return False
+
+
 class Vocabulary:
   """Maps tokens to ids; ids 0 and 1 are <pad> and <unk>."""
 
@@ -82,11 +90,16 @@ class Vocabulary:
     Tokens beyond `max_len` are dropped; unknown tokens map to <unk>. An
     expression with no token at all encodes as a single <unk> so that every
     example has at least one valid word (masked averages stay defined). With
-    `strict=True` (prediction on user input) an empty expression or one with no
-    known word raises errors.InputError instead, and dropped words are logged.
+    `strict=True` (prediction on user input) an empty expression, one with no
+    known word, or one that is not UTF-8 text (lone surrogates) raises
+    errors.InputError instead, and dropped words are logged.
     """
     if max_len < 1:
       raise ValueError(f'max_len must be >= 1, got {max_len}')
+    if strict and isinstance(text, str) and not _encodes(text):
+      # Lone surrogates: bytes that were not UTF-8 on the command line (surrogateescape);
+      # matplotlib, logs and JSON cannot write them.
+      raise errors.InputError(f'expression {text!r} is not valid UTF-8 text')
     tokens = tokenize(text)
     if strict and not tokens:
       raise errors.InputError(f'expression {text!r} is empty; describe the object to segment '

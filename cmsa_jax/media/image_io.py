@@ -11,6 +11,7 @@ is encoded once as an RGB JPEG at `JPEG_QUALITY`. Masks and generated images
 are lossless PNG.
 """
 
+import contextlib
 import io
 from pathlib import Path
 import warnings
@@ -47,16 +48,42 @@ def encode_png(array):
   return _encode(Image.fromarray(array), format='PNG')
 
 
-def open_image(data, name):
-  """The fully decoded PIL image of encoded bytes; InputError naming `name` if it does not decode."""
+# What Pillow raises on malformed bytes, in its header parsers, decoders, EXIF reader and mode
+# conversions (tests/test_fuzz_images.py found TypeError from a TIFF decoder).
+DECODE_ERRORS = errors.MALFORMED_INPUT + (Image.DecompressionBombError,)
+
+
+@contextlib.contextmanager
+def decoding(name):
+  """Turns a DECODE_ERRORS raised within into an InputError naming `name` (one line)."""
   try:
     with warnings.catch_warnings():
       warnings.simplefilter('ignore', Image.DecompressionBombWarning)  # Large, not malicious.
-      image = Image.open(io.BytesIO(data))
-      image.load()
-    return image
-  except (OSError, ValueError, Image.DecompressionBombError) as e:
-    raise errors.InputError(f'{name}: not a readable image ({type(e).__name__}: {e})') from None
+      yield
+  except errors.UserError:
+    raise
+  except DECODE_ERRORS as e:
+    raise errors.InputError(f'{errors.one_line(name)}: not a readable image '
+                            f'({type(e).__name__}: {errors.one_line(e)})') from None
+
+
+def read_file(path):
+  """The bytes of the file `path`; NotFoundError or InputError naming it if it cannot be read."""
+  try:
+    return Path(path).read_bytes()
+  except FileNotFoundError:
+    raise errors.NotFoundError(f'{errors.one_line(path)}: no such file') from None
+  except OSError as e:  # A folder, no permission, a symlink loop, an I/O error.
+    raise errors.InputError(f'{errors.one_line(path)}: cannot be read '
+                            f'({errors.one_line(e.strerror or e)})') from None
+
+
+def open_image(data, name):
+  """The fully decoded PIL image of encoded bytes; InputError naming `name` if it does not decode."""
+  with decoding(name):
+    image = Image.open(io.BytesIO(data))
+    image.load()
+  return image
 
 
 def to_rgb(image, name):
@@ -67,41 +94,45 @@ def to_rgb(image, name):
   over black (the padding colour of the input pipeline); palette, CMYK and
   grayscale images converted as Pillow does. InputError naming `name` otherwise.
   """
-  image = ImageOps.exif_transpose(image)
-  if image.mode in _SIXTEEN_BIT or image.mode == 'F':
-    return np.repeat(_gray_to_uint8(np.asarray(image), image.mode, name)[..., None], 3, -1)
-  if image.mode == 'P' and 'transparency' in image.info:
-    image = image.convert('RGBA')
-  if image.mode in _ALPHA:
-    rgba = np.asarray(image.convert('RGBA')).astype(np.uint16)
-    return (rgba[..., :3] * rgba[..., 3:] // 255).astype(np.uint8)
-  return np.asarray(image.convert('RGB'))
+  with decoding(name):
+    image = ImageOps.exif_transpose(image)
+    if image.mode in _SIXTEEN_BIT or image.mode == 'F':
+      return np.repeat(_gray_to_uint8(np.asarray(image), image.mode, name)[..., None], 3, -1)
+    if image.mode == 'P' and 'transparency' in image.info:
+      image = image.convert('RGBA')
+    if image.mode in _ALPHA:
+      rgba = np.asarray(image.convert('RGBA')).astype(np.uint16)
+      return (rgba[..., :3] * rgba[..., 3:] // 255).astype(np.uint8)
+    return np.asarray(image.convert('RGB'))
 
 
 def _gray_to_uint8(pixels, mode, name):
   if mode == 'F':
     if not np.isfinite(pixels).all():
-      raise errors.InputError(f'{name}: {np.size(pixels) - np.isfinite(pixels).sum()} pixels are '
+      raise errors.InputError(f'{errors.one_line(name)}: '
+                              f'{np.size(pixels) - np.isfinite(pixels).sum()} pixels are '
                               'NaN or infinite; a float image must hold finite values in [0, 1]')
     low, high = 0.0, 1.0
   else:
     low, high = 0, 65535
   if pixels.size and (pixels.min() < low or pixels.max() > high):
-    raise errors.InputError(f'{name}: {mode} pixels range over [{pixels.min()}, {pixels.max()}]; '
+    raise errors.InputError(f'{errors.one_line(name)}: {mode} pixels range over '
+                            f'[{pixels.min()}, {pixels.max()}]; '
                             f'expected [{low}, {high}]')
   return np.round(pixels.astype(np.float64) * (255 / high)).astype(np.uint8)
 
 
 def read_rgb(path):
   """(H, W, 3) uint8 RGB of an image file as displayed (see `to_rgb`)."""
-  return to_rgb(open_image(Path(path).read_bytes(), path), path)
+  return to_rgb(open_image(read_file(path), path), path)
 
 
 def as_jpeg(data, name='image'):
   """JPEG bytes of encoded image bytes: an upright RGB or grayscale JPEG passes through,
   anything else is re-encoded from `to_rgb`. InputError naming `name` if it does not decode."""
   image = open_image(data, name)
-  upright = image.getexif().get(_ORIENTATION, 1) == 1
+  with decoding(name):
+    upright = image.getexif().get(_ORIENTATION, 1) == 1
   if image.format == 'JPEG' and image.mode in _JPEG_MODES and upright:
     return data
   return encode_jpeg(to_rgb(image, name))
@@ -115,7 +146,7 @@ def size(data):
 
 def read_jpeg(path):
   """(JPEG bytes, height, width) of the image file `path`; see `as_jpeg`, re-encoding is logged."""
-  data = Path(path).read_bytes()
+  data = read_file(path)
   jpeg = as_jpeg(data, path)
   if jpeg is not data:
     logging.warning('Re-encoded %s as an upright RGB JPEG (quality %d).', path, JPEG_QUALITY)

@@ -12,10 +12,15 @@ from collections.abc import Callable, Iterable, Mapping
 import dataclasses
 import fnmatch
 import os
+import pickle
+import zipfile
+import zlib
 
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx
+import safetensors
+import safetensors.numpy
 
 from cmsa_jax import errors
 
@@ -141,38 +146,58 @@ def import_state_dict(state_dict: Mapping[str, np.ndarray], module: nnx.Module,
   return report
 
 
+# What numpy's .npz/.npy parser, zipfile, safetensors and torch.load raise on a damaged
+# file (tests/test_fuzz_weights.py).
+_READ_ERRORS = (OSError, ValueError, EOFError, KeyError, TypeError, RuntimeError,
+                zipfile.BadZipFile, zlib.error, pickle.UnpicklingError,
+                safetensors.SafetensorError)
+
+
 def load_state_dict(path: str, where: str = '') -> dict[str, np.ndarray]:
   """Reads {key: array} from a `.pth`/`.pt` (needs torch), `.npz` or `.safetensors`.
 
-  `where` tells the user where to get the file if it is missing.
+  `where` tells the user where to get the file if it is missing. A damaged
+  file, or one holding arrays that are not real numbers (object, text, complex),
+  is an InputError naming it.
   """
+  name = errors.one_line(path)
   if not os.path.exists(path):
-    raise errors.NotFoundError(f'No weights file at {path}. {where}'.strip())
+    raise errors.NotFoundError(f'No weights file at {name}. {where}'.strip())
   ext = os.path.splitext(path)[1].lower()
-  if ext in ('.pth', '.pt'):
-    return _read_torch(path)
-  if ext == '.npz':
-    with np.load(path, allow_pickle=False) as f:
-      return {k: f[k] for k in f.files}
-  if ext == '.safetensors':
-    from safetensors.numpy import load_file  # pylint: disable=g-import-not-at-top
-    return load_file(path)
-  raise errors.ConfigError(f'Unknown weights format {ext!r} of {path}; expected '
-                           '.pth, .pt, .npz or .safetensors.')
+  if ext not in ('.pth', '.pt', '.npz', '.safetensors'):
+    raise errors.ConfigError(f'Unknown weights format {errors.one_line(ext)!r} of {name}; '
+                             'expected .pth, .pt, .npz or .safetensors.')
+  try:
+    if ext in ('.pth', '.pt'):
+      state_dict = _read_torch(path)
+    elif ext == '.npz':
+      with np.load(path, allow_pickle=False) as f:
+        state_dict = {k: f[k] for k in f.files}
+    else:
+      state_dict = safetensors.numpy.load_file(path)
+  except errors.UserError:
+    raise
+  except _READ_ERRORS as e:
+    raise errors.InputError(f'{name}: not a readable {ext} weights file ({type(e).__name__}: '
+                            f'{errors.one_line(e)[:200]})') from None
+  if bad := [f'{errors.one_line(k)[:60]} ({v.dtype})' for k, v in state_dict.items()
+             if v.dtype.kind not in 'biuf']:
+    raise errors.InputError(f'{name}: {len(bad)} arrays are not real numbers: {brief(bad)}')
+  return state_dict
 
 
 def _read_torch(path: str) -> dict[str, np.ndarray]:
   try:
     import torch  # pylint: disable=g-import-not-at-top
-  except ImportError as e:
-    raise ImportError(
-        f'Reading {path} needs PyTorch (`pip install torch`; cmsa_jax does not '
+  except ImportError:
+    raise errors.MissingPackageError(
+        f'Reading {errors.one_line(path)} needs PyTorch (`pip install torch`; cmsa_jax does not '
         'require it). Alternatively save the state dict as .npz or '
-        '.safetensors (same keys) where torch is installed.') from e
+        '.safetensors (same keys) where torch is installed.') from None
   state_dict = torch.load(path, map_location='cpu', weights_only=True)
   if not isinstance(state_dict, Mapping) or not all(
       isinstance(v, torch.Tensor) for v in state_dict.values()):
-    raise errors.ConfigError(f'{path} does not hold a flat state dict of tensors.')
+    raise errors.InputError(f'{errors.one_line(path)} does not hold a flat state dict of tensors.')
   return {k: (v.float() if v.is_floating_point() else v).numpy()
           for k, v in state_dict.items()}
 

@@ -5,14 +5,18 @@ Frame ids are 1-indexed throughout, as in both datasets' file names. Frames and
 clips are read by `cmsa_jax.media.frames` and `cmsa_jax.media.clips`.
 """
 
+import contextlib
 import csv
 import dataclasses
 from pathlib import Path
+import zlib
 
 import h5py
 import numpy as np
 import scipy.io
 from absl import logging
+
+from cmsa_jax import errors
 
 # A2D actor-action codes are 10 * actor + action, both 1-indexed (Xu et al., CVPR'15).
 A2D_ACTORS = ('adult', 'baby', 'ball', 'bird', 'car', 'cat', 'dog')
@@ -31,21 +35,53 @@ class Expression:
   text: str
 
 
+# What csv, h5py and scipy.io raise on damaged files (tests/test_fuzz_builders.py).
+_READ_ERRORS = errors.MALFORMED_INPUT + (csv.Error, scipy.io.matlab.MatReadError,
+                                         NotImplementedError, RuntimeError, zlib.error)
+
+
+@contextlib.contextmanager
+def _reading(path):
+  """Turns what reading a damaged text or mask file raises into an InputError naming it."""
+  try:
+    yield
+  except errors.UserError:
+    raise
+  except UnicodeDecodeError as e:
+    raise errors.InputError(f'{errors.one_line(path)}: not UTF-8 text (byte {e.start}: '
+                            f'{e.object[e.start:e.start + 4]!r})') from None
+  except _READ_ERRORS as e:
+    raise errors.InputError(f'{errors.one_line(path)}: cannot be read ({type(e).__name__}: '
+                            f'{errors.one_line(e)})') from None
+
+
+def _csv_lines(path):
+  """(line number, fields) of every non-blank row of a comma-separated UTF-8 file."""
+  with _reading(path), open(path, newline='', encoding='utf-8-sig') as f:
+    reader = csv.reader(f)
+    return [(reader.line_num, row) for row in reader if any(field.strip() for field in row)]
+
+
 def _csv_rows(path, header):
   """(data_row_index, fields) of a comma-separated file; skips the header and blank lines.
 
   A row with more fields than `header` keeps the surplus in its last field, so an
   unquoted comma inside a free-text last column is not lost.
   """
-  with open(path, newline='', encoding='utf-8-sig') as f:
-    rows = [row for row in csv.reader(f) if any(field.strip() for field in row)]
+  rows = [row for _, row in _csv_lines(path)]
   if rows and [field.strip().lower() for field in rows[0]] == list(header):
     rows = rows[1:]
   for index, row in enumerate(rows):
     if len(row) < len(header):
-      raise ValueError(f'{path}: data row {index} has {len(row)} fields, expected '
-                       f'{len(header)} ({",".join(header)}): {row}')
+      raise errors.InputError(f'{errors.one_line(path)}: data row {index} has {len(row)} fields,'
+                              f' expected {len(header)} ({",".join(header)}): {row}')
     yield index, row[:len(header) - 1] + [','.join(row[len(header) - 1:])]
+
+
+def _integer(text):
+  """int of a field of ASCII digits, else None ('1 (copy)', '²', '')."""
+  text = text.strip()
+  return int(text) if text.isascii() and text.isdigit() else None
 
 
 def read_a2d_annotations(path):
@@ -59,11 +95,11 @@ def read_a2d_annotations(path):
   expressions = []
   for index, (video_id, instance, text) in _csv_rows(
       path, ('video_id', 'instance_id', 'query')):
-    if not instance.strip().isdigit():
+    if _integer(instance) is None:
       logging.warning('%s: dropping data row %d with instance_id %r: %s,%s,%s',
                       path, index, instance, video_id, instance, text)
       continue
-    expressions.append(Expression(index, video_id.strip(), int(instance), text.strip()))
+    expressions.append(Expression(index, video_id.strip(), _integer(instance), text.strip()))
   return expressions
 
 
@@ -83,24 +119,22 @@ class A2DVideo:
 
 def read_a2d_videoset(path):
   """Rows of `videoset.csv`: vid,label,start,end,height,width,frames,annotated frames,subset."""
-  videos = []
-  with open(path, newline='', encoding='utf-8-sig') as f:
-    for line, row in enumerate(csv.reader(f), start=1):
-      if not any(field.strip() for field in row):
-        continue
-      if len(row) != 9:
-        raise ValueError(f'{path}:{line}: expected 9 fields, got {len(row)}: {row}')
-      try:
-        videos.append(A2DVideo(row[0].strip(), int(float(row[1])), int(float(row[8]))))
-      except ValueError as e:
-        raise ValueError(f'{path}:{line}: non-numeric label or subset in {row}') from e
+  videos, name = [], errors.one_line(path)
+  for line, row in _csv_lines(path):
+    if len(row) != 9:
+      raise errors.InputError(f'{name}:{line}: expected 9 fields, got {len(row)}: {row}')
+    try:
+      videos.append(A2DVideo(row[0].strip(), int(float(row[1])), int(float(row[8]))))
+    except (ValueError, OverflowError):  # 'x', 'nan', 'inf'.
+      raise errors.InputError(f'{name}:{line}: non-numeric label or subset in {row}') from None
   return videos
 
 
 def read_lines(path):
   """Non-blank stripped lines of a text file, e.g. `a2d_missed_videos.txt`."""
-  return [line.strip() for line in Path(path).read_text(encoding='utf-8-sig').splitlines()
-          if line.strip()]
+  with _reading(path):
+    text = Path(path).read_text(encoding='utf-8-sig')
+  return [line.strip() for line in text.splitlines() if line.strip()]
 
 
 # Masks.
@@ -129,19 +163,23 @@ def read_a2d_frame(path):
   in the published files are repaired with a warning: more masks than instance
   ids (95Nq6fQoP2o/32, I0MlLHTWCro/20, IRrbHQjE4LQ/16) keeps the first ones; a
   repeated instance id (EadxBPmQvtg/25) keeps its first mask. Fewer masks or
-  codes than ids cannot be paired and raise ValueError.
+  codes than ids cannot be paired; they, a damaged file, missing or non-numeric
+  datasets, and non-integer ids raise InputError (a ValueError) naming `path`.
   """
-  with h5py.File(path, 'r') as f:
-    ids = [int(i) for i in np.ravel(f['instance'][()])]
+  name = errors.one_line(path)
+  with _reading(path), h5py.File(path, 'r') as f:
+    ids = _integers(_h5_array(f, 'instance', path), 'instance', path)
     if not ids:  # a frame without instances
       return A2DFrame([], np.zeros((0, 0, 0), np.uint8), [])
-    masks = np.asarray(f['reMask'][()])
-    labels = [int(c) for c in np.ravel(f['id'][()])] if 'id' in f else None
-  masks = (masks.reshape((-1,) + masks.shape[-2:]) > 0).astype(np.uint8).swapaxes(1, 2)
+    masks = _h5_array(f, 'reMask', path)
+    labels = _integers(_h5_array(f, 'id', path), 'id', path) if 'id' in f else None
+  if masks.ndim not in (2, 3):
+    raise errors.InputError(f'{name}: reMask has shape {masks.shape}, expected (n, W, H) or (W, H)')
+  masks = ((masks[None] if masks.ndim == 2 else masks) > 0).astype(np.uint8).swapaxes(1, 2)
   if len(masks) < len(ids):
-    raise ValueError(f'{path}: {len(ids)} instance ids {ids} but {len(masks)} masks')
+    raise errors.InputError(f'{name}: {len(ids)} instance ids {ids} but {len(masks)} masks')
   if labels is not None and len(labels) < len(ids):
-    raise ValueError(f'{path}: {len(ids)} instance ids {ids} but {len(labels)} id codes')
+    raise errors.InputError(f'{name}: {len(ids)} instance ids {ids} but {len(labels)} id codes')
   if len(masks) > len(ids):
     logging.warning('%s: %d masks for %d instance ids %s; keeping the first %d',
                     path, len(masks), len(ids), ids, len(ids))
@@ -152,21 +190,60 @@ def read_a2d_frame(path):
                   None if labels is None else [labels[k] for k in keep])
 
 
+def _h5_array(f, key, path):
+  """The numeric array `key` of an open HDF5 file, stored in the file itself.
+
+  External links, external raw storage and virtual datasets would read other
+  files; they, a missing or non-numeric `key`, are an InputError naming `path`.
+  """
+  name = errors.one_line(path)
+  link = f.get(key, getlink=True)
+  if link is None:
+    raise errors.InputError(f'{name}: no dataset {key!r}')
+  if not isinstance(link, h5py.HardLink) or not isinstance(f[key], h5py.Dataset):
+    raise errors.InputError(f'{name}: {key!r} is a {type(link).__name__} / '
+                            f'{type(f[key]).__name__}, not a dataset stored in the file')
+  dataset = f[key]
+  if dataset.is_virtual or dataset.id.get_create_plist().get_external_count():
+    raise errors.InputError(f'{name}: dataset {key!r} is stored in other files')
+  array = np.asarray(dataset[()])
+  if array.dtype.kind not in 'biuf':
+    raise errors.InputError(f'{name}: dataset {key!r} holds {array.dtype}, not numbers')
+  return array
+
+
+def _integers(array, key, path):
+  """The values of a numeric array as a list of ints; InputError for NaN or fractions."""
+  values = np.ravel(array)
+  if not np.all(np.isfinite(values)) or np.any(values != np.round(values)):
+    raise errors.InputError(f'{errors.one_line(path)}: {key!r} holds non-integers '
+                            f'{values[:5].tolist()}')
+  return [int(v) for v in values]
+
+
 def read_puppet_mask(path):
   """JHMDB `puppet_mask.mat` `part_mask` (H, W, T) as (T, H, W) uint8 in {0, 1}.
 
   Reads MATLAB v5 files (scipy) and v7.3 files (HDF5, which store the array
-  transposed, (T, W, H)).
+  transposed, (T, W, H)). InputError naming `path` for a damaged file, a
+  missing or non-numeric `part_mask`, or one that is not 2-D or 3-D.
   """
-  if h5py.is_hdf5(path):
-    with h5py.File(path, 'r') as f:
-      mask = np.asarray(f['part_mask'][()]).T
-  else:
-    mask = scipy.io.loadmat(path, variable_names=['part_mask'])['part_mask']
+  name = errors.one_line(path)
+  with _reading(path):
+    if h5py.is_hdf5(path):
+      with h5py.File(path, 'r') as f:
+        mask = _h5_array(f, 'part_mask', path).T
+    else:
+      mat = scipy.io.loadmat(path, variable_names=['part_mask'])
+      if 'part_mask' not in mat:
+        raise errors.InputError(f'{name}: no variable part_mask')
+      mask = np.asarray(mat['part_mask'])
+  if mask.dtype.kind not in 'biuf':
+    raise errors.InputError(f'{name}: part_mask holds {mask.dtype}, not numbers')
   if mask.ndim == 2:
     mask = mask[..., None]
   if mask.ndim != 3:
-    raise ValueError(f'{path}: part_mask has shape {mask.shape}, expected (H, W, T)')
+    raise errors.InputError(f'{name}: part_mask has shape {mask.shape}, expected (H, W, T)')
   return (np.moveaxis(mask, -1, 0) > 0).astype(np.uint8)
 
 

@@ -25,7 +25,7 @@ def load_image(path):
   Clear error naming the file otherwise.
   """
   if not os.path.isfile(path):
-    raise errors.NotFoundError(f'--image={path}: no such file')
+    raise errors.NotFoundError(f'--image={errors.one_line(path)}: no such file')
   return image_io.read_rgb(path)
 
 
@@ -73,6 +73,12 @@ def overlay(image, mask, color=(255, 40, 40), alpha=0.5):
   return out
 
 
+# Figures showing a user's text draw it as typed: '$' would start matplotlib's math mode
+# (`$\x$` raised ParseFatalException; found by tests/test_fuzz_text.py).
+PLAIN_TEXT = {'text.parse_math': False}
+
+
+@plt.rc_context(PLAIN_TEXT)
 def _plot_word_attention(path, weights, levels, words, vocab, expression):
   fig, axes = plt.subplots(len(levels), 1, figsize=(max(4, 0.8 * len(words) + 1), 6),
                            sharex=True, squeeze=False)

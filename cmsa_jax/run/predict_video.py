@@ -27,11 +27,11 @@ BATCH = 4  # Clips per forward pass.
 def load_frames(path):
   """Every frame of a video file or a folder of numbered frames; clear errors otherwise."""
   if not os.path.exists(path):
-    raise errors.NotFoundError(f'--video={path}: no such file or folder')
+    raise errors.NotFoundError(f'--video={errors.one_line(path)}: no such file or folder')
   try:
     return frames_lib.read_frames(path)
   except ValueError as e:
-    raise errors.InputError(f'--video={path}: {e}') from None
+    raise errors.InputError(f'--video={errors.one_line(path)}: {e}') from None
 
 
 @nnx.jit
@@ -86,6 +86,7 @@ def save_gif(file, frames, masks, fps=8):
                    duration=1000 // fps, loop=0)
 
 
+@plt.rc_context(predict.PLAIN_TEXT)
 def plot_frame_attention(file, frames, clip, weights, attention, levels, frame, expression):
   """Thumbnails of the clip, then per level the attention frame `frame`'s queries put
   on each clip frame (row `frame` of the frame attention) and the Eq.11 weights; a PNG

@@ -9,6 +9,7 @@ import numpy as np
 from pycocotools import mask as mask_utils
 import tensorflow_datasets as tfds
 
+from cmsa_jax import errors
 from cmsa_jax.media import image_io
 from cmsa_jax.records import broken
 from cmsa_jax.records import features
@@ -30,8 +31,10 @@ Lay out {_SOURCE} as
 Only the files of the config being built are needed. Nothing is downloaded.
 """
 
-_REF_KEYS = {'ref_id', 'ann_id', 'image_id', 'split', 'category_id', 'sentences'}
-_SENTENCE_KEYS = {'raw', 'tokens', 'sent_id'}
+# The fields the builder reads, and their types.
+_REF_KEYS = {'ref_id': int, 'ann_id': int, 'image_id': int, 'split': str, 'category_id': int,
+             'sentences': list}
+_SENTENCE_KEYS = {'raw': str, 'tokens': list, 'sent_id': int}
 # Splits the refs files use, in this order; any others follow alphabetically.
 _SPLIT_ORDER = ('train', 'val', 'test', 'testA', 'testB')
 
@@ -46,14 +49,28 @@ class RefCocoSegConfig(tfds.core.BuilderConfig):
 def _load_refs(path):
   """The refs as dicts of str/int (Python 2 byte strings decoded), checked."""
   refs = safe_pickle.to_text(safe_pickle.load(manual_files.require(path, _SOURCE)))
+  name = errors.one_line(path)
   if not isinstance(refs, list) or not all(isinstance(r, dict) for r in refs):
-    raise ValueError(f'{path}: expected a pickled list of dicts, got {type(refs).__name__}')
-  for ref in refs:
-    missing = _REF_KEYS - ref.keys() or set().union(
-        *(_SENTENCE_KEYS - s.keys() for s in ref['sentences']))
-    if missing:
-      raise ValueError(f'{path}: ref {ref.get("ref_id")} lacks {sorted(missing)}')
+    raise errors.InputError(f'{name}: expected a pickled list of dicts, got {type(refs).__name__}')
+  for i, ref in enumerate(refs):
+    problem = _mistyped(ref, _REF_KEYS) or next(
+        (f'sentence {j}: {p}' for j, s in enumerate(ref['sentences'])
+         if (p := _mistyped(s, _SENTENCE_KEYS))), None)
+    if problem:
+      raise errors.InputError(f'{name}: ref {i} (ref_id {str(ref.get("ref_id"))[:20]}): '
+                              f'{errors.one_line(problem)}')
   return refs
+
+
+def _mistyped(record, types):
+  """What is wrong with `record`'s fields `types` (missing or of another type), or None."""
+  if not isinstance(record, dict):
+    return f'is a {type(record).__name__}, not a dict'
+  if missing := sorted(types.keys() - record.keys()):
+    return f'lacks {missing}'
+  wrong = [f'{k} is {type(record[k]).__name__}' for k, t in types.items()
+           if not isinstance(record[k], t) or isinstance(record[k], bool) and t is int]
+  return ', '.join(wrong) or None
 
 
 def _load_instances(path, refs):

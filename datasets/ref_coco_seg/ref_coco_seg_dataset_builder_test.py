@@ -147,5 +147,6 @@ def test_refs_that_would_run_code_are_refused(tmp_path):
 def test_refs_missing_keys_are_named(tmp_path):
   ref = {'ref_id': 0, 'ann_id': 101, 'image_id': 9, 'split': 'train', 'category_id': 1,
          'sentences': [{'tokens': ['man'], 'sent_id': 0}]}  # No 'raw'.
-  with pytest.raises(ValueError, match=r"refs\(unc\)\.p: ref 0 lacks \['raw'\]"):
+  with pytest.raises(ValueError,
+                     match=r"refs\(unc\)\.p: ref 0 \(ref_id 0\): sentence 0: lacks \['raw'\]"):
     _build('refcoco_unc', _manual_dir_with_refs(tmp_path, [ref]), tmp_path / 'data')
