@@ -185,7 +185,7 @@ def _save_checkpoints(config, workdir, steps):
 
   Returns the state and the data iterator.
   """
-  vocab = dataset.vocabulary(config, workdir)
+  vocab = helpers.vocabulary(config, workdir)
   _, state, _ = state_lib.create_train_state(config, len(vocab))
   train_iter = input_pipeline.create_train_iterator(
       dataset.load_source(config, config.train_split), vocab, batch_size=config.batch_size,
