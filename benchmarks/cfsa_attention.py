@@ -9,10 +9,11 @@ benchmarks/cmsa_attention.py) and max|a - b| / max|b| over all gradients.
 
   python benchmarks/cfsa_attention.py --json     # last line is JSON
 
-compares both at --size (the largest side where dense runs in reasonable time and
-memory here), then runs the blocked one alone at --paper_size (paper scale:
-11 frames x 40x40 = 17,600 tokens) and compiles, without running, the dense one
-there for its memory.
+compares both at --size (default: paper scale, 11 frames x 40x40 = 17,600 tokens;
+dense needs ~6.2 GiB there), then, with --paper_size > 0, runs the blocked one
+alone at that side and compiles, without running, the dense one there for its
+memory (for a machine where dense does not fit at --size). --tokens / --values
+choose the CFSA (default: the video model's).
 """
 
 import argparse
@@ -42,7 +43,8 @@ def _grad_fn(graphdef):
 
 
 def _split(impl, args):
-  module = cfsa.CFSA(args.visual_dim, attn_dim=args.attn_dim, impl=impl, rngs=nnx.Rngs(0))
+  module = cfsa.CFSA(args.visual_dim, attn_dim=args.attn_dim, impl=impl, tokens=args.tokens,
+                     values=args.values, rngs=nnx.Rngs(0))
   return nnx.split(module)
 
 
@@ -73,16 +75,21 @@ def paper_scale(args):
 
 
 def _shape(args, size):
-  return (f'B={args.batch} T={args.frames} {size}x{size} '
-          f'C={args.visual_dim}+{cfsa.TIME_DIM + 8}->{args.attn_dim}')
+  extra = f'+{cfsa.TIME_DIM + 8}' if args.tokens == 'position' else ''
+  return (f'B={args.batch} T={args.frames} {size}x{size} C={args.visual_dim}{extra}'
+          f'->{args.attn_dim} tokens={args.tokens} values={args.values}')
 
 
 def main():
   parser = argparse.ArgumentParser(description=__doc__.split('\n')[0])
   parser.add_argument('--batch', type=int, default=1)
   parser.add_argument('--frames', type=int, default=11, help='2τ+1')
-  parser.add_argument('--size', type=int, default=30, help='feature side, dense vs blocked')
-  parser.add_argument('--paper_size', type=int, default=40, help='feature side, blocked alone (0: skip)')
+  parser.add_argument('--size', type=int, default=40,
+                      help='feature side, dense vs blocked (40: the paper\'s 320 px input)')
+  parser.add_argument('--paper_size', type=int, default=0,
+                      help='feature side, blocked alone (0: skip)')
+  parser.add_argument('--tokens', choices=cfsa.TOKENS, default='position')
+  parser.add_argument('--values', choices=cfsa.VALUES, default='linear')
   parser.add_argument('--visual_dim', type=int, default=2048)
   parser.add_argument('--attn_dim', type=int, default=512)
   parser.add_argument('--repeats_dense', type=int, default=1)

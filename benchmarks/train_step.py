@@ -2,6 +2,7 @@ r"""Train-step speed of a config on this device, against a dense matmul (our roo
 
   python benchmarks/train_step.py --config=configs/gref.py --batch_size=1 --json
   python benchmarks/train_step.py --config=configs/demo.py --find_max_batch
+  python benchmarks/train_step.py --config=configs/demo_video.py --json
 
 Builds the config's real train step (train.train_step, jitted with train.py's
 shardings over every device, state donated) and runs it on random inputs of the
@@ -9,7 +10,8 @@ config's shapes. Reports images/s, the median step time after warm-up, the
 compiled program's peak memory and FLOPs (XLA's cost analysis), and the achieved
 FLOP/s as a fraction of a dense (n x n) @ (n x n) matmul timed in the same run,
 in the config's compute dtype. In the same run (interleaved) it times the backbone forward
-alone and everything after it (Eq.1-8: CMSA, GMLF, loss) forward + backward
+alone and everything after it (Eq.1-8: CMSA, GMLF, loss; for video also CFSA)
+forward + backward alone, and for video the CFSA levels' forward + backward
 alone, so the report says where the step's time goes; with the frozen backbone
 (the paper's setting) step ~ backbone forward + head forward/backward + Adam.
 
@@ -55,10 +57,15 @@ def random_batch(config, batch_size, vocab_size, seed=0):
   """Model inputs and target of the config's shapes (what the input pipeline yields)."""
   rng = np.random.default_rng(seed)
   s, n = config.image_size, config.max_words
-  return {'image': rng.integers(0, 256, (batch_size, s, s, 3), dtype=np.uint8),
-          'tokens': rng.integers(2, vocab_size, (batch_size, n), dtype=np.int32),
-          'token_mask': np.arange(n)[None] < rng.integers(n // 2, n + 1, (batch_size, 1)),
-          'mask': (rng.uniform(size=(batch_size, s, s)) > 0.7).astype(np.float32)}
+  batch = {'image': rng.integers(0, 256, (batch_size, s, s, 3), dtype=np.uint8),
+           'tokens': rng.integers(2, vocab_size, (batch_size, n), dtype=np.int32),
+           'token_mask': np.arange(n)[None] < rng.integers(n // 2, n + 1, (batch_size, 1)),
+           'mask': (rng.uniform(size=(batch_size, s, s)) > 0.7).astype(np.float32)}
+  if config.get('clip_radius') is not None:  # Video: the clip around the annotated frame.
+    t = 2 * config.clip_radius + 1
+    batch['frames'] = rng.integers(0, 256, (batch_size, t, s, s, 3), dtype=np.uint8)
+    batch['frame_mask'] = np.ones((batch_size, t), bool)
+  return batch
 
 
 def median_ms(programs):
@@ -119,8 +126,11 @@ class Step:
   def model(self, state):
     return state_lib.merge_model(self.graphdef, state)
 
-  def backbone_forward(self, state, images):
-    return self.model(state).backbone(cmsa_image.normalize_images(images))
+  def backbone_forward(self, state, batch):
+    model = self.model(state)
+    if 'frames' in model.input_keys:  # Video: every frame CFSA reads.
+      return model.features(batch['frames'])
+    return model.backbone(cmsa_image.normalize_images(batch['image']))
 
   def head_forward_backward(self, state, features, batch):
     """Loss and gradients of everything after the backbone, from its features."""
@@ -128,8 +138,22 @@ class Step:
     def loss_fn(params):
       model = self.model(state.replace(params=params))
       size = batch['image'].shape[1:3]
-      outputs = model.decode(features, *models.inputs(model, batch)[1:], size)
+      if 'frames' in model.input_keys:
+        outputs = model.head(features, *models.inputs(model, batch)[1:], size)
+      else:
+        outputs = model.decode(features, *models.inputs(model, batch)[1:], size)
       return model.loss(outputs, batch)
+
+    return jax.value_and_grad(loss_fn)(state.params)
+
+  def cfsa_forward_backward(self, state, features, batch):
+    """Gradients of the video model's CFSA levels alone (a stand-in loss on V_c + V̂)."""
+
+    def loss_fn(params):
+      model = self.model(state.replace(params=params))
+      return sum(jnp.sum(jnp.tanh(layer(model.normalize(features[level]),
+                                        batch['frame_mask']).features))
+                 for level, layer in zip(model.levels, model.cfsa))
 
     return jax.value_and_grad(loss_fn)(state.params)
 
@@ -148,13 +172,16 @@ def measure(step, batch_size):
   matmul_flops, programs = matmul_program(jnp.dtype(step.config.dtype))
   programs = {'step': run, 'matmul': programs}
   backbone = jax.jit(step.backbone_forward, in_shardings=(step.replicated, step.data))
-  backbone = backbone.lower(state, batch['image']).compile()
-  programs['backbone'] = lambda: backbone(state, batch['image'])
-  head = None
+  backbone = backbone.lower(state, batch).compile()
+  programs['backbone'] = lambda: backbone(state, batch)
+  head = cfsa_program = None
   if hasattr(step.model(state), 'decode'):  # Models with a backbone / head split.
-    features = backbone(state, batch['image'])
+    features = backbone(state, batch)
     head = jax.jit(step.head_forward_backward).lower(state, features, batch).compile()
     programs['head'] = lambda: head(state, features, batch)
+    if getattr(step.model(state), 'use_cfsa', False):
+      cfsa_program = jax.jit(step.cfsa_forward_backward).lower(state, features, batch).compile()
+      programs['cfsa'] = lambda: cfsa_program(state, features, batch)
   ms = median_ms(programs)
   step.state = state
   step_ms, backbone_ms = ms['step'], ms['backbone']
@@ -171,8 +198,10 @@ def measure(step, batch_size):
       'peak_bytes': peak_bytes(compiled),
       'backbone_fwd_ms': backbone_ms,
       'head_fwd_bwd_ms': ms.get('head'),
+      'cfsa_fwd_bwd_ms': ms.get('cfsa'),
       'backbone_fwd_flops': flops(backbone) * jax.device_count(),
       'head_fwd_bwd_flops': head and flops(head) * jax.device_count(),
+      'cfsa_fwd_bwd_flops': cfsa_program and flops(cfsa_program) * jax.device_count(),
       'step_over_backbone_fwd': step_ms / backbone_ms,
   }
 

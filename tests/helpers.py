@@ -69,3 +69,57 @@ def torchvision_state_dict(blocks, width, seed=0):
   sd['fc.bias'] = rng.normal(size=(10,))
   return {k: v.astype(np.float32) if v.dtype == np.float64 else v
           for k, v in sd.items()}
+
+
+# A tiny uncased WordPiece vocabulary (BERT's layout: [PAD] 0, [UNK], [CLS], [SEP]).
+TINY_PIECES = ('[PAD]', '[unused0]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'the', 'a', 'man',
+               'left', 'right', 'of', 'red', 'blue', 'green', 'square', 'circle', 'triangle',
+               'small', 'big', 'not', 'that', 'is', 'un', 'want', '##want', '##ed', 'runn',
+               '##ing', '##s', ',', '.', "'", 'second', 'from', 'leftmost', '##most')
+
+
+def write_vocab_txt(path, pieces=TINY_PIECES):
+  """Writes a vocab.txt: one piece per line, id = line number."""
+  path.write_text('\n'.join(pieces) + '\n', encoding='utf-8')
+  return path
+
+
+def bert_state_dict(vocab_size, *, layers=2, hidden=32, intermediate=64, max_positions=64,
+                    seed=0, prefix='bert.', legacy_norm=False, heads=True):
+  """Random BERT weights in HuggingFace/PyTorch key names and layouts (float32).
+
+  Weights are drawn large enough (std 0.3) that every layer changes its input.
+  `legacy_norm`: LayerNorm keys gamma/beta (as bert-base-uncased's file);
+  `heads`: also the pooler and pre-training heads a BertForPreTraining file holds.
+  """
+  rng = np.random.default_rng(seed)
+  sd = {}
+
+  def linear(key, out, inp):
+    sd[f'{key}.weight'] = rng.normal(0, 0.3, (out, inp))
+    sd[f'{key}.bias'] = rng.normal(0, 0.3, (out,))
+
+  def norm(key):
+    names = ('gamma', 'beta') if legacy_norm else ('weight', 'bias')
+    sd[f'{key}.{names[0]}'] = rng.uniform(0.5, 1.5, hidden)
+    sd[f'{key}.{names[1]}'] = rng.normal(0, 0.2, hidden)
+
+  for name, rows in (('word', vocab_size), ('position', max_positions), ('token_type', 2)):
+    sd[f'embeddings.{name}_embeddings.weight'] = rng.normal(0, 1, (rows, hidden))
+  norm('embeddings.LayerNorm')
+  for i in range(layers):
+    p = f'encoder.layer.{i}'
+    for name in ('query', 'key', 'value'):
+      linear(f'{p}.attention.self.{name}', hidden, hidden)
+    linear(f'{p}.attention.output.dense', hidden, hidden)
+    norm(f'{p}.attention.output.LayerNorm')
+    linear(f'{p}.intermediate.dense', intermediate, hidden)
+    linear(f'{p}.output.dense', hidden, intermediate)
+    norm(f'{p}.output.LayerNorm')
+  sd = {prefix + k: v.astype(np.float32) for k, v in sd.items()}
+  if heads:
+    sd[prefix + 'pooler.dense.weight'] = rng.normal(size=(hidden, hidden)).astype(np.float32)
+    sd[prefix + 'pooler.dense.bias'] = np.zeros(hidden, np.float32)
+    sd[prefix + 'embeddings.position_ids'] = np.arange(max_positions, dtype=np.int64)[None]
+    sd['cls.predictions.bias'] = np.zeros(vocab_size, np.float32)
+  return sd

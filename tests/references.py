@@ -194,10 +194,11 @@ def gmlf_logits(module, features, fusion, relu=False):
 
 # --- Eq.9-11 cross-frame self-attention: every (frame, pixel) of the clip is a token.
 
-def cfsa_features(module, visual, frame_mask, frame_weight):
+def cfsa_features(module, visual, frame_mask, frame_weight, tokens='position', values='linear'):
   """Eq.9-11 in float64, written from the equations (see cmsa_jax/models/cfsa.py's
-  docstring for the token g_tp = [v_tp, s_p, δ_t]): one softmax row per query token,
-  column sums of the attention over the valid queries, Eq.4's normalisations.
+  docstring: the token g_tp = [v_tp, s_p, δ_t] or v_tp; values W_v g + b or
+  W_v [g, δ g, δ² g] + b): one softmax row per query token, column sums of the
+  attention over the valid queries, Eq.4's normalisations.
 
   Returns [V_c + V̂ (B, h, w, C), α (B, T), frame-to-frame attention (B, T, T)].
   """
@@ -209,17 +210,19 @@ def cfsa_features(module, visual, frame_mask, frame_weight):
   valid[:, centre] = True
   outputs = [[], [], []]
   for i in range(b):
-    tokens, owner = [], []
+    g, owner = [], []
     for f in range(t):
       for y in range(h):
         for x in range(w):
-          tokens.append(np.concatenate([visual[i, f, y, x], spatial_coords(h, w)[y, x],
-                                        [(f - centre) / tau]]))
+          where = [spatial_coords(h, w)[y, x], [(f - centre) / tau]] if tokens == 'position' else []
+          g.append(np.concatenate([visual[i, f, y, x]] + where))
           owner.append(f)
-    g, owner = np.asarray(tokens), np.asarray(owner)
+    g, owner = np.asarray(g), np.asarray(owner)
+    delta = ((owner - centre) / tau)[:, None]
     (wq, bq), (wk, bk), (wv, bv), (wo, bo) = map(
         p, (module.query, module.key, module.value, module.out))
-    q, k, v = g @ wq + bq, g @ wk + bk, g @ wv + bv
+    moments = np.concatenate([g, delta * g, delta ** 2 * g], 1) if values == 'moments' else g
+    q, k, v = g @ wq + bq, g @ wk + bk, moments @ wv + bv
     key_ok = valid[i][owner]
     r = softmax(np.where(key_ok[None, :], q @ k.T, -np.inf))  # Eq.9, rows: queries.
     v_hat = r @ v @ wo + bo  # Eq.10
@@ -241,3 +244,103 @@ def cfsa_features(module, visual, frame_mask, frame_weight):
     outputs[1].append(alpha)
     outputs[2].append(pair)
   return [np.stack(o) for o in outputs]
+
+
+# --- Contextual text encoders, one expression (its L valid words) at a time.
+
+def _sigmoid(x):
+  return 1 / (1 + np.exp(-x))
+
+
+def lstm(x, gates):
+  """LSTM (Hochreiter & Schmidhuber 1997, with Gers et al.'s forget gate) over x (L, in)
+  from h = c = 0; gates: {'i'|'f'|'g'|'o': (W (in, H), U (H, H), b (H,))}."""
+  hidden = gates['i'][2].shape[0]
+  h, c, out = np.zeros(hidden), np.zeros(hidden), []
+  for x_t in x:
+    pre = {name: x_t @ w + h @ u + b for name, (w, u, b) in gates.items()}
+    i, f, o = _sigmoid(pre['i']), _sigmoid(pre['f']), _sigmoid(pre['o'])
+    c = f * c + i * np.tanh(pre['g'])
+    h = o * np.tanh(c)
+    out.append(h)
+  return np.array(out)
+
+
+def bilstm(x, layers):
+  """Bidirectional LSTM layers: [forward h_n, backward h_n] for each word of x (L, in);
+  layers: [(forward gates, backward gates)]."""
+  for forward, backward in layers:
+    x = np.concatenate([lstm(x, forward), lstm(x[::-1], backward)[::-1]], axis=-1)
+  return x
+
+
+def layer_norm(x, scale, bias, eps=1e-6):
+  mean = x.mean(-1, keepdims=True)
+  var = ((x - mean) ** 2).mean(-1, keepdims=True)
+  return (x - mean) / np.sqrt(var + eps) * scale + bias
+
+
+def gelu(x):
+  from math import erf  # pylint: disable=g-import-not-at-top
+  return 0.5 * x * (1 + np.vectorize(erf)(x / np.sqrt(2)))
+
+
+def multi_head_attention(y, p, heads):
+  """Vaswani et al. (2017): concat_h softmax(Q_h K_h^T / sqrt(d_h)) V_h, then W_O."""
+  q, k, v = (y @ p[name][0] + p[name][1] for name in ('query', 'key', 'value'))
+  d = q.shape[-1] // heads
+  outs = []
+  for h in range(heads):
+    cols = slice(h * d, (h + 1) * d)
+    logits = q[:, cols] @ k[:, cols].T / np.sqrt(d)
+    weights = np.exp(logits - logits.max(-1, keepdims=True))
+    outs.append(weights / weights.sum(-1, keepdims=True) @ v[:, cols])
+  return np.concatenate(outs, -1) @ p['out'][0] + p['out'][1]
+
+
+def transformer_encoder(x, layers, final_norm, heads):
+  """Pre-LN transformer encoder layers on x (L, dim) (positions already added)."""
+  for p in layers:
+    x = x + multi_head_attention(layer_norm(x, *p['attention_norm']), p, heads)
+    y = layer_norm(x, *p['mlp_norm'])
+    x = x + gelu(y @ p['mlp_in'][0] + p['mlp_in'][1]) @ p['mlp_out'][0] + p['mlp_out'][1]
+  return layer_norm(x, *final_norm)
+
+
+# --- BERT (Devlin et al., 2019; the Transformer encoder of Vaswani et al., 2017), float64.
+
+def bert_encoder(sd, ids, mask, heads):
+  """BERT's last hidden states (B, T, D) of packed sequences `ids` (B, T) with
+  attention mask (B, T) (False on [PAD] at the end), segment 0 everywhere.
+
+  `sd`: torch-layout state dict (Linear weight (out, in)), no `bert.` prefix.
+  """
+  sd = {k: np.asarray(v, np.float64) for k, v in sd.items()}
+  b, t = ids.shape
+  x = (sd['embeddings.word_embeddings.weight'][ids]
+       + sd['embeddings.position_embeddings.weight'][np.arange(t)][None]
+       + sd['embeddings.token_type_embeddings.weight'][0][None, None])
+  x = layer_norm(x, sd['embeddings.LayerNorm.weight'], sd['embeddings.LayerNorm.bias'],
+                 eps=1e-12)
+  linear = lambda y, key: y @ sd[f'{key}.weight'].T + sd[f'{key}.bias']
+  layer = 0
+  while f'encoder.layer.{layer}.attention.self.query.weight' in sd:
+    p = f'encoder.layer.{layer}'
+    d = x.shape[-1]
+    dh = d // heads
+    out = np.zeros_like(x)
+    for h in range(heads):
+      cols = slice(h * dh, (h + 1) * dh)
+      q = linear(x, f'{p}.attention.self.query')[..., cols]
+      k = linear(x, f'{p}.attention.self.key')[..., cols]
+      v = linear(x, f'{p}.attention.self.value')[..., cols]
+      scores = q @ k.transpose(0, 2, 1) / np.sqrt(dh) + np.where(mask[:, None, :], 0, -1e9)
+      out[..., cols] = softmax(scores) @ v
+    x = layer_norm(x + linear(out, f'{p}.attention.output.dense'),
+                   sd[f'{p}.attention.output.LayerNorm.weight'],
+                   sd[f'{p}.attention.output.LayerNorm.bias'], eps=1e-12)
+    ffn = linear(gelu(linear(x, f'{p}.intermediate.dense')), f'{p}.output.dense')
+    x = layer_norm(x + ffn, sd[f'{p}.output.LayerNorm.weight'],
+                   sd[f'{p}.output.LayerNorm.bias'], eps=1e-12)
+    layer += 1
+  return x

@@ -20,8 +20,12 @@ def _visual(seed=0, t=T):
   return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-def _module(impl, frame_weight='temperature'):
-  module = cfsa.CFSA(C, attn_dim=D, impl=impl, frame_weight=frame_weight, rngs=nnx.Rngs(1))
+TOKENS_VALUES = [('position', 'linear'), ('visual', 'linear'), ('position', 'moments')]
+
+
+def _module(impl, frame_weight='temperature', tokens='position', values='linear'):
+  module = cfsa.CFSA(C, attn_dim=D, impl=impl, frame_weight=frame_weight, tokens=tokens,
+                     values=values, rngs=nnx.Rngs(1))
   # Larger q/k weights than Xavier's so the attention is far from uniform.
   module.query.kernel[...] = module.query.kernel[...] * 4
   if frame_weight == 'temperature':
@@ -54,16 +58,58 @@ def test_both_impls_match_numpy_reference_and_each_other(frame_weight, mask):
   assert np.all(pair[np.broadcast_to(~mask[:, None], pair.shape)] == 0)  # No invalid key.
 
 
+@pytest.mark.parametrize('tokens,values', TOKENS_VALUES[1:])
+@pytest.mark.parametrize('mask', [FULL, PADDED], ids=['full', 'padded'])
+def test_tokens_and_values_match_numpy_reference(tokens, values, mask):
+  """The paper's visual tokens and the time-moment values, dense and blocked."""
+  visual = _visual(2)
+  got = {}
+  for impl in cfsa.IMPLS:
+    module = _module(impl, 'temperature', tokens, values)
+    module.value.kernel[...] = module.value.kernel[...] * 3  # Values far from 0.
+    got[impl] = _run(module, visual, mask)
+    want = references.cfsa_features(module, visual, mask, 'temperature', tokens, values)
+    for g, x in zip(got[impl], want):
+      np.testing.assert_allclose(g, x, atol=1e-4, rtol=0, err_msg=impl)
+  for blocked, dense in zip(got['blocked'], got['dense']):
+    np.testing.assert_allclose(blocked, dense, atol=1e-5, rtol=0)
+
+
+def test_moment_values_see_the_direction_of_time():
+  """Linear values give the same V̂ for a clip and its time reversal when the
+  attention is uniform; moment values (δ g) tell them apart."""
+  visual = _visual(3)
+  reverse = visual[:, ::-1]
+  outputs = {}
+  for values in cfsa.VALUES:
+    module = _module('dense', 'mean', 'visual' if values == 'linear' else 'position', values)
+    module.query.kernel[...] = module.query.kernel[...] * 0  # Uniform attention.
+    outputs[values] = [_run(module, x, FULL)[0] for x in (visual, reverse)]
+  np.testing.assert_allclose(*outputs['linear'], atol=1e-5)
+  assert np.abs(outputs['moments'][0] - outputs['moments'][1]).max() > 1e-2
+
+
+def test_zero_out_init_starts_as_the_annotated_frame():
+  visual = _visual(4)
+  module = cfsa.CFSA(C, attn_dim=D, impl='dense', out_init='zeros', rngs=nnx.Rngs(1))
+  features = _run(module, visual, PADDED)[0]
+  np.testing.assert_allclose(features, visual[:, T // 2], atol=1e-6)  # V_c + W_o·0 + 0.
+  assert np.abs(_run(_module('dense'), visual, PADDED)[0] - visual[:, T // 2]).max() > 1e-2
+  with pytest.raises(ValueError, match='cfsa_out_init'):
+    cfsa.CFSA(C, out_init='ones', rngs=nnx.Rngs(0))
+
+
 def test_weights_are_selective_and_not_uniform():
   """Column sums: frames differ in what they receive (row sums would make α uniform)."""
   weights = _run(_module('blocked', 'sum'), _visual(), FULL)[1]
   assert np.ptp(weights, axis=1).min() > 1e-3
 
 
+@pytest.mark.parametrize('tokens,values', TOKENS_VALUES)
 @pytest.mark.parametrize('impl', cfsa.IMPLS)
-def test_padded_frames_do_not_matter(impl):
+def test_padded_frames_do_not_matter(impl, tokens, values):
   """What an edge-padded frame holds changes nothing: it is neither key, query nor pooled."""
-  module = _module(impl)
+  module = _module(impl, 'temperature', tokens, values)
   visual, other = _visual(0), _visual(1)
   changed = np.where(PADDED[:, :, None, None, None], visual, other)
   a, b = _run(module, visual, PADDED), _run(module, changed, PADDED)
@@ -124,3 +170,9 @@ def test_bad_shapes_and_choices_are_rejected():
     _module('blocked')(jnp.zeros((1, 4, H, W, C)), np.ones((1, 4), bool))
   with pytest.raises(ValueError, match='frame_weight'):
     cfsa.CFSA(C, frame_weight='max', rngs=nnx.Rngs(0))
+  for name, value in (('cfsa_tokens', 'rgb'), ('cfsa_values', 'cubic')):
+    with pytest.raises(ValueError, match=name):
+      cfsa.CFSA(C, **{name[5:]: value}, rngs=nnx.Rngs(0))
+  with pytest.raises(ValueError, match="cfsa_values='moments' with cfsa_tokens='visual'") as e:
+    cfsa.CFSA(C, tokens='visual', values='moments', rngs=nnx.Rngs(0))
+  assert '\n' not in str(e.value)

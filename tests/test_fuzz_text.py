@@ -6,9 +6,11 @@ emoji, lone surrogates as argv's surrogateescape makes them), empty, 10,000 char
 end to end writes its four pictures and nothing outside its output folder.
 """
 
+from flax import nnx
 from hypothesis import example
 from hypothesis import given
 from hypothesis import strategies as st
+import jax
 import numpy as np
 import pytest
 
@@ -46,17 +48,18 @@ def test_encode(expression, max_len):
                                                   for k, i in enumerate(ids[mask])]
 
 
-class _Network:
+class _Network(nnx.Module):
   """Stands in for the image model (its outputs' shapes, random values): predict's own
-  code runs on the expression; an eager tiny model would cost minutes of compilation."""
+  code (jitted) runs on the expression; a real tiny model would cost minutes of compilation."""
   input_keys = ('image', 'tokens', 'token_mask')
   levels = ('res3', 'res4', 'res5')
 
   def __call__(self, images, tokens, token_mask):
     (b, h, w), n = images.shape[:3], tokens.shape[1]
-    rng = np.random.default_rng(0)
-    weights = np.asarray(token_mask)[:, None, :] * rng.random((b, len(self.levels), n))
-    return {'logits': rng.normal(size=(b, h, w)), 'heatmap': rng.random((b, h // 8, w // 8)),
+    k1, k2, k3 = jax.random.split(jax.random.key(0), 3)
+    weights = token_mask[:, None, :] * jax.random.uniform(k1, (b, len(self.levels), n))
+    return {'logits': jax.random.normal(k2, (b, h, w)),
+            'heatmap': jax.random.uniform(k3, (b, h // 8, w // 8)),
             'word_attention': weights / weights.sum(-1, keepdims=True)}
 
 

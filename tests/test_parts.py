@@ -23,7 +23,10 @@ from configs import default
 
 # Tiny arguments for each registered part (a new part adds its line).
 BACKBONE_ARGS = {'resnet': dict(blocks=(1, 1, 1, 1), width=4)}
-TEXT_ARGS = {'embed': dict(dim=8)}
+TEXT_ARGS = {'embed': dict(dim=8), 'bilstm': dict(dim=8), 'transformer': dict(dim=8, heads=2),
+             'bert': dict(layers=1, hidden=8, heads=2, intermediate=16, max_positions=16,
+                          max_sequence=8, cls_id=0, sep_id=1)}
+PIECES = {'bert': 2}  # Sub-word ids per word (tokens (B, N, K)) of parts with their own tokenizer.
 VOCAB = 11
 
 
@@ -40,9 +43,10 @@ def _config(model_name, backbone, text_encoder):
   return config
 
 
-def _inputs(model_name, b=2, size=24, n=4):
+def _inputs(model_name, text_encoder='embed', b=2, size=24, n=4):
   rng = np.random.default_rng(0)
-  tokens = jnp.asarray(rng.integers(2, VOCAB, (b, n)), jnp.int32)
+  pieces = PIECES.get(text_encoder)
+  tokens = jnp.asarray(rng.integers(2, VOCAB, (b, n) + ((pieces,) if pieces else ())), jnp.int32)
   token_mask = jnp.arange(n)[None] < jnp.array([[2], [n]])
   if model_name == 'cmsa_video':
     frames = jnp.asarray(rng.uniform(0, 255, (b, 3, size, size, 3)), jnp.float32)
@@ -65,7 +69,7 @@ def test_each_registered_part_builds_and_runs(model_name, backbone, text_encoder
   assert isinstance(model.embed, text.REGISTRY.get(text_encoder))
   assert [layer.visual_dim for layer in model.cmsa] == list(model.backbone.levels.values())
   assert {layer.word_dim for layer in model.cmsa} == {model.embed.width}
-  out = nnx.jit(lambda m, *x: m(*x))(model, *_inputs(model_name))
+  out = nnx.jit(lambda m, *x: m(*x))(model, *_inputs(model_name, text_encoder))
   assert out['logits'].shape == (2, 24, 24) and np.all(np.isfinite(out['logits']))
   np.testing.assert_allclose(np.asarray(out['word_attention']).sum(-1), 1, atol=1e-5)
 

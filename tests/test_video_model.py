@@ -95,6 +95,19 @@ def test_config_fields_are_checked_against_image_and_video_arguments(tiny_config
     state_lib.create_model(tiny_config, VOCAB)
 
 
+@pytest.mark.parametrize('cfsa', [True, False])
+def test_incompatible_cfsa_choices_name_both_fields(tiny_config, cfsa):
+  tiny_config.model_name = 'cmsa_video'
+  tiny_config.model.cfsa = cfsa
+  tiny_config.model.cfsa_tokens = 'visual'
+  tiny_config.model.cfsa_values = 'moments'
+  with pytest.raises(errors.ConfigError) as e:
+    state_lib.create_model(tiny_config, VOCAB)
+  message = str(e.value)
+  assert "cfsa_values='moments'" in message and "cfsa_tokens='visual'" in message
+  assert '\n' not in message
+
+
 def test_bad_clip_shapes_are_rejected():
   frames, frame_mask, tokens, token_mask = _batch()
   with pytest.raises(ValueError, match='T odd'):

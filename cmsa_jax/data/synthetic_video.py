@@ -37,7 +37,7 @@ MIN_OBJECTS, MAX_OBJECTS = 2, 4
 TWIN_P = 0.6  # Chance the second shape looks like the first.
 MAX_EXPRESSIONS = 3
 DIRECTIONS = {'left': (-1, 0), 'right': (1, 0), 'up': (0, -1), 'down': (0, 1)}
-SPEEDS = {'slow': 2.0, 'fast': 4.0}  # Pixels per frame at 64x64; scales with the size.
+SPEEDS = {'slow': 3.0, 'fast': 6.0}  # Pixels per frame at 64x64; scales with the size.
 MOTIONS = {'still': 0.2, 'stops': 0.15, 'moves': 0.65}
 
 
@@ -187,9 +187,11 @@ def _sample_expressions(rng, movers, size):
 # ----------------------------------------------------------------------------
 # Records.
 
-def generate_example(seed: int, split: str, index: int, *, image_size: int = 64,
-                     clip_radius: int = 2) -> dict:
-  """Record `index` of `split` with a clip of 2 * clip_radius + 1 frames."""
+def sample_clip(seed: int, split: str, index: int, *, image_size: int = 64,
+                clip_radius: int = 2):
+  """(movers with their motion and centre in frame c, frames uint8 (T, H, W, 3),
+  label maps (T, H, W) of the mover drawn at each pixel or -1, expressions
+  [(text, mover index, family)]) of record `index` of `split`."""
   if not 0 <= index < 10**9:
     raise ValueError(f'index must be in [0, 1e9), got {index}.')
   if image_size < 32:
@@ -209,6 +211,16 @@ def generate_example(seed: int, split: str, index: int, *, image_size: int = 64,
       break
   noise = np.frombuffer(rng.bytes(frames.size), np.uint8).reshape(frames.shape) >> 4
   frames = np.clip(np.rint(frames + noise - 8.0), 0, 255).astype(np.uint8)
+  return movers, frames, labels, expressions
+
+
+def generate_example(seed: int, split: str, index: int, *, image_size: int = 64,
+                     clip_radius: int = 2) -> dict:
+  """Record `index` of `split` with a clip of 2 * clip_radius + 1 frames."""
+  movers, frames, labels, expressions = sample_clip(seed, split, index, image_size=image_size,
+                                                    clip_radius=clip_radius)
+  c = clip_radius
+  num_frames = 2 * c + 1
   uid = synthetic.image_id(split, index)
   return {
       'image': frames[c],

@@ -76,6 +76,11 @@ class Vocabulary:
   def words(self):
     return self._words
 
+  @staticmethod
+  def tokenize(text):
+    """The words `encode` reads (module-level `tokenize`)."""
+    return tokenize(text)
+
   def __len__(self):
     return len(self._words)
 
@@ -100,8 +105,10 @@ class Vocabulary:
       raise errors.InputError(f'expression {text!r} is empty; describe the object to segment '
                               '(e.g. "man on the left")')
     if strict and len(tokens) > max_len:
-      logging.warning('The expression has %d words; the model reads the first %d and ignores %s.',
-                      len(tokens), max_len, tokens[max_len:])
+      ignored = tokens[max_len:]
+      logging.warning('The expression has %d words; the model reads the first %d and ignores '
+                      '%s%s.', len(tokens), max_len, ' '.join(ignored[:20]),
+                      f' … ({len(ignored) - 20} more)' if len(ignored) > 20 else '')
     ids = [self._ids.get(t, UNK) for t in tokens][:max_len]
     if strict and all(i == UNK for i in ids):
       raise errors.InputError(

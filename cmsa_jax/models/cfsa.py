@@ -1,12 +1,17 @@
 """Cross-frame self-attention (Eq.9-11) over a clip of T = 2τ+1 frames.
 
-Every (frame t, pixel p) of the clip is a token g_tp = [v_tp, s_p, δ_t]: the
-L2-normalized visual feature (as in Eq.1), the 8-d spatial feature s_p of Eq.1
-and the frame's time relative to the annotated frame c, δ_t = (t - c) / max(τ, 1).
-(The paper's tokens are the visual features; s_p and δ_t let attention and values
-carry where and when a token is, without which a clip's attention cannot tell a
-circle moving left from one moving right. `tests/references.py` writes them out.)
-Query, key and value are linear maps to `attn_dim`:
+Every (frame t, pixel p) of the clip is a token. `tokens='visual'` is the
+paper's: g_tp = v_tp, the L2-normalized visual feature (as in Eq.1);
+`tokens='position'` adds where and when it is, g_tp = [v_tp, s_p, δ_t], with the
+8-d spatial feature s_p of Eq.1 and the frame's time relative to the annotated
+frame c, δ_t = (t - c) / max(τ, 1). Query and key are linear maps of g to
+`attn_dim`; the value is `values='linear'` (the paper's) v_tp = W_v g_tp + b_v,
+or `values='moments'` v_tp = W_v [g_tp, δ_t g_tp, δ_t² g_tp] + b_v: a value map
+per time moment, so the attention-weighted sum carries sum r δ s and sum r δ² s
+(how the matched position changes with time), where a value linear in g only
+gives the average position and the average time of what was matched
+(docs/experiments.md, "video motion"). `tests/references.py` writes these out.
+W_o is Xavier-initialised, or 0 with `out_init='zeros'` (V̂ = 0 at the start).
 
   Eq.9   r(t'p' | tp) = softmax over valid keys (t', p') of q_tp . k_t'p'
   Eq.10  v̂_tp = W_o sum_{t'p'} r(t'p' | tp) v_t'p' + b_o              (C_v channels)
@@ -49,7 +54,11 @@ from cmsa_jax.models import multimodal
 
 IMPLS = ('blocked', 'dense')
 FRAME_WEIGHTS = cmsa.WORD_WEIGHTS
+TOKENS = ('position', 'visual')
+VALUES = ('linear', 'moments')
+OUT_INITS = ('xavier', 'zeros')
 TIME_DIM = 1
+MOMENTS = 3  # Values of g ⊗ (1, δ, δ²).
 _NEG = -1e30  # Finite "minus infinity": a fully masked block keeps exp() finite.
 
 
@@ -127,18 +136,23 @@ class CFSA(nnx.Module):
   """Cross-frame self-attention and frame pooling for one feature level."""
 
   def __init__(self, visual_dim: int, *, attn_dim: int = 512, impl: str = 'blocked',
-               frame_weight: str = 'temperature', dtype=jnp.float32, rngs: nnx.Rngs):
-    cmsa.check_choice('cfsa_impl', impl, IMPLS)
-    cmsa.check_choice('frame_weight', frame_weight, FRAME_WEIGHTS)
+               frame_weight: str = 'temperature', tokens: str = 'position',
+               values: str = 'linear', out_init: str = 'xavier', dtype=jnp.float32,
+               rngs: nnx.Rngs):
+    check_choices(impl, frame_weight, tokens, values)
+    cmsa.check_choice('cfsa_out_init', out_init, OUT_INITS)
     self.visual_dim, self.impl, self.frame_weight, self.dtype = visual_dim, impl, frame_weight, dtype
-    in_dim = visual_dim + multimodal.SPATIAL_DIM + TIME_DIM
+    self.tokens, self.values = tokens, values
+    in_dim = visual_dim + (multimodal.SPATIAL_DIM + TIME_DIM if tokens == 'position' else 0)
     linear = lambda i, o, use_bias=True: nnx.Linear(
         i, o, use_bias=use_bias, dtype=dtype, rngs=rngs,
         kernel_init=nnx.initializers.xavier_uniform())
     self.query = linear(in_dim, attn_dim)
     self.key = linear(in_dim, attn_dim, use_bias=False)  # No key bias: see cmsa.CMSA.
-    self.value = linear(in_dim, attn_dim)
+    self.value = linear(in_dim * (MOMENTS if values == 'moments' else 1), attn_dim)
     self.out = linear(attn_dim, visual_dim)
+    if out_init == 'zeros':  # V̂ = 0 at the start: the video model starts as the image model.
+      self.out.kernel[...] = jnp.zeros_like(self.out.kernel[...])
     if frame_weight == 'temperature':  # Eq.11's learnable sharpness, t (log scale).
       self.frame_log_temperature = nnx.Param(jnp.zeros((), jnp.float32))
 
@@ -152,18 +166,20 @@ class CFSA(nnx.Module):
     centre, hw = t // 2, h * w
     frame_mask = jnp.asarray(frame_mask, bool).at[:, centre].set(True)
     visual = visual.astype(self.dtype).reshape(b, t, hw, cv)
+    delta = time_coords(t, centre)  # (T, 1)
     position = jnp.concatenate([  # [s_p, δ_t] of every token, (T, hw, 9).
         jnp.broadcast_to(jnp.asarray(multimodal.spatial_coords(h, w)).reshape(1, hw, -1),
                          (t, hw, multimodal.SPATIAL_DIM)),
-        jnp.broadcast_to(time_coords(t, centre)[:, None], (t, hw, TIME_DIM))], -1)
-    position = position.astype(self.dtype)
+        jnp.broadcast_to(delta[:, None], (t, hw, TIME_DIM))], -1)
+    position = position.astype(self.dtype) if self.tokens == 'position' else None
     key_kernel = self.key.kernel[...]
-    # 1/w, 1/h are the same for every key: their rows act as a key bias (held at 0).
-    key_kernel = key_kernel.at[cv + multimodal.SPATIAL_DIM - multimodal.CONSTANT_SPATIAL_DIM:
-                               cv + multimodal.SPATIAL_DIM].set(0)
+    if position is not None:
+      # 1/w, 1/h are the same for every key: their rows act as a key bias (held at 0).
+      key_kernel = key_kernel.at[cv + multimodal.SPATIAL_DIM - multimodal.CONSTANT_SPATIAL_DIM:
+                                 cv + multimodal.SPATIAL_DIM].set(0)
     q = self._project(self.query.kernel[...], self.query.bias, visual, position)
     k = self._project(key_kernel, None, visual, position)
-    v = self._project(self.value.kernel[...], self.value.bias, visual, position)
+    v = self._values(visual, position, delta)
     attended, frame_attention = _ATTENTION[self.impl](q, k, v, frame_mask)  # Eq.9-10
     frame_attention = frame_attention * frame_mask[:, :, None]  # Valid queries only.
     received = jnp.sum(frame_attention, axis=1) * hw
@@ -175,8 +191,34 @@ class CFSA(nnx.Module):
     return CFSAOutput(features.reshape(b, h, w, cv), weights, frame_attention)
 
   def _project(self, kernel, bias, visual, position):
-    """W g_tp + b for g_tp = [v_tp, s_p, δ_t], without building g: (B, T, hw, d)."""
+    """W g_tp + b without building g (g_tp = [v_tp, s_p, δ_t] or v_tp): (B, T, hw, d)."""
     kernel = kernel.astype(self.dtype)
-    out = (jnp.einsum('btpc,cd->btpd', visual, kernel[:self.visual_dim])
-           + jnp.einsum('tpc,cd->tpd', position, kernel[self.visual_dim:]))
+    out = jnp.einsum('btpc,cd->btpd', visual, kernel[:self.visual_dim])
+    if position is not None:
+      out = out + jnp.einsum('tpc,cd->tpd', position, kernel[self.visual_dim:])
     return out if bias is None else out + bias[...].astype(self.dtype)
+
+  def _values(self, visual, position, delta):
+    """Eq.10's values: W_v g + b ('linear') or W_v [g, δ g, δ² g] + b ('moments')."""
+    kernel = self.value.kernel[...]
+    if self.values == 'linear':
+      return self._project(kernel, self.value.bias, visual, position)
+    parts = jnp.split(kernel, MOMENTS)  # The rows of g, δ g and δ² g.
+    out = self._project(parts[0], self.value.bias, visual, position)
+    for power in range(1, MOMENTS):
+      scale = (delta[:, 0] ** power).astype(self.dtype)[None, :, None, None]
+      out = out + scale * self._project(parts[power], None, visual, position)
+    return out
+
+
+def check_choices(impl: str, frame_weight: str, tokens: str, values: str) -> None:
+  """ConfigError for an unknown choice or an incompatible pair (one line naming both)."""
+  cmsa.check_choice('cfsa_impl', impl, IMPLS)
+  cmsa.check_choice('frame_weight', frame_weight, FRAME_WEIGHTS)
+  cmsa.check_choice('cfsa_tokens', tokens, TOKENS)
+  cmsa.check_choice('cfsa_values', values, VALUES)
+  if values == 'moments' and tokens == 'visual':
+    raise errors.ConfigError(
+        "cfsa_values='moments' with cfsa_tokens='visual': moments weight the tokens by "
+        "time, and visual tokens carry no position, so V̂ could not say where a shape went; "
+        "use cfsa_tokens='position' or cfsa_values='linear'.")

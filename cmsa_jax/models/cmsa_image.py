@@ -35,10 +35,12 @@ def check_inputs(images, tokens, token_mask):
       jnp.issubdtype(images.dtype, jnp.floating) or images.dtype == jnp.uint8):
     raise ValueError('images must be uint8 or float (B, H, W, 3) RGB in [0, 255], got '
                      f'{images.dtype} {images.shape}.')
-  if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
-    raise ValueError(f'tokens must be integer (B, N), got {tokens.dtype} {tokens.shape}.')
-  if token_mask.shape != tokens.shape or token_mask.dtype != jnp.bool_:
-    raise ValueError(f'token_mask must be bool with the shape of tokens {tokens.shape}, '
+  # (B, N) word ids, or (B, N, K) sub-word ids per word (a text encoder's own tokenizer).
+  if tokens.ndim not in (2, 3) or not jnp.issubdtype(tokens.dtype, jnp.integer):
+    raise ValueError(f'tokens must be integer (B, N) or (B, N, K), got {tokens.dtype} '
+                     f'{tokens.shape}.')
+  if token_mask.shape != tokens.shape[:2] or token_mask.dtype != jnp.bool_:
+    raise ValueError(f'token_mask must be bool (B, N) as tokens {tokens.shape}, '
                      f'got {token_mask.dtype} {token_mask.shape}.')
   if images.shape[0] != tokens.shape[0]:
     raise ValueError(f'images {images.shape} and tokens {tokens.shape} differ in batch size.')

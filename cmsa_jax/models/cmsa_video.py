@@ -26,8 +26,10 @@ class Model(cmsa_image.Model):
   """Cross-modal self-attention network for referring video segmentation.
 
   Takes every argument of cmsa_image.Model and `cfsa` (use CFSA), `cfsa_impl`
-  ('blocked' or the 'dense' reference) and `frame_weight` (Eq.11's
-  normalisation, as Eq.4's word_weight). Returns cmsa_image.Model's outputs
+  ('blocked' or the 'dense' reference), `frame_weight` (Eq.11's
+  normalisation, as Eq.4's word_weight), `cfsa_tokens` ('visual': the paper's,
+  or 'position'), `cfsa_values` ('linear': the paper's, or 'moments') and
+  `cfsa_out_init` ('xavier' or 'zeros': V̂ = 0 at the start); see cfsa.py. Returns cmsa_image.Model's outputs
   for the annotated frame and, with CFSA,
     frame_weights: (B, L, T) α of Eq.11 per level.
     frame_attention: (B, L, T, T) [t, t'] the attention frame t's queries put
@@ -38,7 +40,9 @@ class Model(cmsa_image.Model):
   target_key = 'mask'
 
   def __init__(self, *, cfsa: bool = True, cfsa_impl: str = 'blocked',
-               frame_weight: str = 'temperature', **image_args):
+               frame_weight: str = 'temperature', cfsa_tokens: str = 'position',
+               cfsa_values: str = 'linear', cfsa_out_init: str = 'xavier', **image_args):
+    cfsa_lib.check_choices(cfsa_impl, frame_weight, cfsa_tokens, cfsa_values)
     super().__init__(**image_args)
     self.use_cfsa = cfsa
     if not cfsa:
@@ -47,7 +51,9 @@ class Model(cmsa_image.Model):
     self.cfsa = nnx.List([
         cfsa_lib.CFSA(self.backbone.levels[level],
                       attn_dim=arg('attn_dim'), impl=cfsa_impl, frame_weight=frame_weight,
-                      dtype=arg('dtype'), rngs=image_args['rngs'])
+                      tokens=cfsa_tokens, values=cfsa_values, out_init=cfsa_out_init,
+                      dtype=arg('dtype'),
+                      rngs=image_args['rngs'])
         for level in self.levels])
 
   def __call__(self, frames: jax.Array, frame_mask: jax.Array, tokens: jax.Array,
@@ -58,19 +64,29 @@ class Model(cmsa_image.Model):
     if frames.ndim != 5 or frames.shape[1] % 2 != 1 or frame_mask.shape != frames.shape[:2]:
       raise ValueError(f'frames must be (B, T odd, H, W, 3) with frame_mask (B, T), got '
                        f'{frames.shape} and {frame_mask.shape}.')
+    cmsa_image.check_inputs(frames[:, frames.shape[1] // 2], tokens, token_mask)
+    return self.head(self.features(frames), frame_mask, tokens, token_mask, frames.shape[2:4])
+
+  def features(self, frames: jax.Array) -> dict[str, jax.Array]:
+    """The backbone's {level: (B, T', h, w, C)} of the frames the model reads: every
+    frame with CFSA (T' = T), the annotated one without (T' = 1)."""
     b, t, height, width, _ = frames.shape
-    centre = frames[:, t // 2]
-    cmsa_image.check_inputs(centre, tokens, token_mask)
     if not self.use_cfsa:
-      return self.decode(self.backbone(cmsa_image.normalize_images(centre)), tokens,
-                         token_mask, (height, width))
+      frames, t = frames[:, t // 2:t // 2 + 1], 1
     clip = self.backbone(cmsa_image.normalize_images(frames.reshape(b * t, height, width, 3)))
+    return {level: clip[level].reshape((b, t) + clip[level].shape[1:]) for level in self.levels}
+
+  def head(self, features, frame_mask, tokens, token_mask, size) -> dict[str, jax.Array]:
+    """Everything after the backbone: CFSA (Eq.9-11) on `features` (as `features`
+    returns them), then Eq.1-7 on the annotated frame; logits at `size`."""
+    if not self.use_cfsa:
+      return self.decode({level: x[:, 0] for level, x in features.items()}, tokens,
+                         token_mask, size)
     outputs = {}
     for level, layer in zip(self.levels, self.cfsa):
-      visual = self.normalize(clip[level])  # Eq.1's v / ||v|| on every frame.
-      outputs[level] = layer(visual.reshape((b, t) + visual.shape[1:]), frame_mask)
+      outputs[level] = layer(self.normalize(features[level]), frame_mask)  # Eq.1's v / ||v||.
     out = self.decode({level: o.features for level, o in outputs.items()}, tokens,
-                      token_mask, (height, width))
+                      token_mask, size)
     out['frame_weights'] = jnp.stack([o.frame_weights for o in outputs.values()], 1)
     out['frame_attention'] = jnp.stack([o.frame_attention for o in outputs.values()], 1)
     return out

@@ -19,6 +19,7 @@ import orbax.checkpoint as ocp
 
 from cmsa_jax import errors
 from cmsa_jax.data import text
+from cmsa_jax.models.text import wordpiece
 from cmsa_jax.run import state as state_lib
 
 # Room a save needs beyond the checkpoint itself (config, metadata, file-system slack).
@@ -198,10 +199,29 @@ def restore_config_and_vocab(workdir, step=None):
 
   restored, step = restore_readable(workdir, restore, step)
   config = ml_collections.ConfigDict(restored.config)
-  vocab = state_lib.text_tokenizer(config)  # A text encoder's own tokenizer, if it has one.
-  if vocab is None:
-    vocab = text.Vocabulary.from_dict(restored.vocab)
-  return config, vocab, step
+  return config, vocabulary_from_dict(restored.vocab), step
+
+
+def vocabulary_from_dict(content):
+  """The dataset's Vocabulary or a text encoder's own tokenizer, as saved with a checkpoint
+  (so eval and predict need no tokenizer file)."""
+  if isinstance(content, dict) and content.get('format') == wordpiece.FORMAT:
+    return wordpiece.WordPieceTokenizer.from_dict(content)
+  return text.Vocabulary.from_dict(content)
+
+
+def _abstract_train_state(config, vocab_size):
+  """(graphdef, train state of shapes and dtypes only): the model traced, not built, so
+  nothing is initialised (1-2 s instead of a minute of eager initialiser ops on a busy CPU)."""
+  graphdefs = []
+
+  def create():
+    graphdef, state, _ = state_lib.create_train_state(config, vocab_size)
+    graphdefs.append(graphdef)
+    return state
+
+  abstract = jax.eval_shape(create)
+  return graphdefs[0], abstract
 
 
 def restore_model(workdir, step=None):
@@ -213,9 +233,8 @@ def restore_model(workdir, step=None):
 
   def restore(s):
     config, vocab, _ = restore_config_and_vocab(workdir, s)
-    config.backbone_init = ''  # The checkpoint holds the weights.
-    graphdef, state, _ = state_lib.create_train_state(config, len(vocab))
-    abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, state)
+    config.backbone_init = config.text_encoder_init = ''  # The checkpoint holds the weights.
+    graphdef, abstract = _abstract_train_state(config, len(vocab))
     check_compatible(workdir, s, abstract)
     with ocp.CheckpointManager(checkpoint_dir(workdir)) as mngr:
       state = mngr.restore(s, args=ocp.args.Composite(

@@ -1,4 +1,4 @@
-"""The one function main.py calls: set up JAX, then train, evaluate or predict."""
+"""The one function main.py calls: set up JAX, then train, evaluate, predict or serve."""
 
 import logging as std_logging
 
@@ -7,7 +7,7 @@ import jax
 
 from cmsa_jax import errors
 
-MODES = ('train', 'eval', 'predict')
+MODES = ('train', 'eval', 'predict', 'serve')
 
 
 def _quiet_orbax(record):
@@ -16,8 +16,11 @@ def _quiet_orbax(record):
 
 
 def launch(mode, config, workdir, *, step=None, image=None, video=None, frame=None,
-           expression=None, output=None):
-  """Runs `mode` (see MODES). User mistakes raise `errors.UserError`."""
+           expression=None, output=None, serve_options=None):
+  """Runs `mode` (see MODES). User mistakes raise `errors.UserError`.
+
+  `serve_options`: host, port and the fields of serve.Limits, for mode 'serve'.
+  """
   logging.get_absl_handler().addFilter(_quiet_orbax)
   if mode not in MODES:
     raise errors.ConfigError(f'--mode={mode!r}; expected one of {MODES}')
@@ -36,6 +39,12 @@ def launch(mode, config, workdir, *, step=None, image=None, video=None, frame=No
   if mode == 'eval':
     from cmsa_jax.run import evaluate  # pylint: disable=g-import-not-at-top
     return evaluate.evaluate(config, workdir, step=step)
+  if mode == 'serve':
+    from cmsa_jax.run import serve  # pylint: disable=g-import-not-at-top
+    options = dict(serve_options or {})
+    host, port = options.pop('host', '127.0.0.1'), options.pop('port', 8000)
+    return serve.serve(config, workdir, step=step, host=host, port=port,
+                       limits=serve.Limits(**options))
   if video and expression is not None and output:
     from cmsa_jax.run import predict_video  # pylint: disable=g-import-not-at-top
     return predict_video.predict_video(config, workdir, video, expression, output,

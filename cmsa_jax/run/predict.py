@@ -4,6 +4,7 @@ attention of each level (the paper's Fig. 5 b) and a spatial heatmap (Fig. 7).""
 import os
 
 from absl import logging
+from flax import nnx
 import jax
 import matplotlib
 matplotlib.use('Agg')
@@ -14,7 +15,6 @@ from PIL import Image
 from cmsa_jax import errors
 from cmsa_jax import models
 from cmsa_jax.data import input_pipeline
-from cmsa_jax.data import text
 from cmsa_jax.media import image_io
 from cmsa_jax.run import checkpoints
 from cmsa_jax.run import crf
@@ -34,16 +34,36 @@ def upsample(x, size):
   return np.asarray(jax.image.resize(x, (size, size), 'bilinear'))
 
 
+@nnx.jit
+def _forward(model, inputs):
+  out = model(*inputs)
+  return jax.nn.sigmoid(out['logits']), out['heatmap'], out['word_attention']
+
+
 def run_model(model, vocab, image, expression, *, image_size, max_words):
-  """Probability (H, W), heatmap (H, W) at the image's size, word attention (3, n), words."""
+  """Probability (H, W), heatmap (H, W) at the image's size, word attention (3, n), words.
+
+  Compiled once for the model's fixed input size: any image size after that runs
+  without compiling.
+  """
   example, info = input_pipeline.encode(image, expression, vocab, image_size=image_size,
                                         max_words=max_words, strict=True)
-  out = model(*models.inputs(model, {k: v[None] for k, v in example.items()}))
-  prob = input_pipeline.unpad_and_resize(np.asarray(jax.nn.sigmoid(out['logits'][0])), info)
-  heatmap = input_pipeline.unpad_and_resize(upsample(out['heatmap'][0], image_size), info)
+  prob, heatmap, word_attention = _forward(
+      model, models.inputs(model, {k: v[None] for k, v in example.items()}))
+  prob = input_pipeline.unpad_and_resize(np.asarray(prob)[0], info)
+  heatmap = input_pipeline.unpad_and_resize(upsample(heatmap[0], image_size), info)
   n = int(example['token_mask'].sum())
-  words = text.tokenize(expression)[:n]
-  return prob, heatmap, np.asarray(out['word_attention'][0, :, :n]), words
+  words = vocab.tokenize(expression)[:n]
+  return prob, heatmap, np.asarray(word_attention)[0, :, :n], words  # NumPy: no compile per n.
+
+
+def segment(model, vocab, image, expression, *, image_size, max_words, use_crf):
+  """The mask (H, W) bool of `expression` in `image`, with run_model's heatmap, word
+  attention and words; DenseCRF refines the probability map when `use_crf`."""
+  prob, heatmap, weights, words = run_model(model, vocab, image, expression,
+                                            image_size=image_size, max_words=max_words)
+  mask = crf.dense_crf(image, prob) if use_crf else prob >= 0.5
+  return mask, heatmap, weights, words
 
 
 def overlay(image, mask, color=(255, 40, 40), alpha=0.5):
@@ -92,11 +112,9 @@ def predict(config, workdir, image_path, expression, output_dir, *, step=None):
   """Writes mask.png, overlay.png, word_attention.png and heatmap.png to output_dir."""
   image = load_image(image_path)
   model, saved, vocab, step = checkpoints.restore_model(workdir, step)
-  prob, heatmap, weights, words = run_model(
-      model, vocab, image, expression, image_size=saved.image_size,
-      max_words=saved.max_words)
-  use_crf = config.crf if config is not None else saved.crf
-  mask = crf.dense_crf(image, prob) if use_crf else prob >= 0.5
+  mask, heatmap, weights, words = segment(
+      model, vocab, image, expression, image_size=saved.image_size, max_words=saved.max_words,
+      use_crf=config.crf if config is not None else saved.crf)
   os.makedirs(output_dir, exist_ok=True)
   paths = {name: os.path.join(output_dir, name + '.png')
            for name in ('mask', 'overlay', 'word_attention', 'heatmap')}

@@ -63,15 +63,34 @@ def run_model(model, vocab, frames, expression, *, image_size, max_words, clip_r
   return np.stack(probs), np.concatenate(weights), np.concatenate(attention), clips
 
 
-def _save_gif(path, frames, masks, fps=8):
+def segment(model, vocab, frames, expression, *, image_size, max_words, clip_radius):
+  """The masks (n, H, W) bool of `expression` in every frame, with run_model's frame
+  weights, frame attention and clips."""
+  probs, weights, attention, clips = run_model(
+      model, vocab, frames, expression, image_size=image_size, max_words=max_words,
+      clip_radius=clip_radius)
+  return probs >= 0.5, weights, attention, clips
+
+
+def check_video_model(model, saved, workdir):
+  """ConfigError unless `model` is a video model with CFSA."""
+  if 'frames' not in model.input_keys or not getattr(model, 'use_cfsa', False):
+    raise errors.ConfigError(f'{workdir} holds a model without CFSA ({saved.model_name}); '
+                             'predict with --image=PATH on one frame instead')
+
+
+def save_gif(file, frames, masks, fps=8):
+  """The overlays of `masks` on `frames` as an animated GIF (a path or a file object)."""
   pictures = [Image.fromarray(predict.overlay(f, m)) for f, m in zip(frames, masks)]
-  pictures[0].save(path, save_all=True, append_images=pictures[1:], duration=1000 // fps, loop=0)
+  pictures[0].save(file, format='GIF', save_all=True, append_images=pictures[1:],
+                   duration=1000 // fps, loop=0)
 
 
 @plt.rc_context(predict.PLAIN_TEXT)
-def _plot_frame_attention(path, frames, clip, weights, attention, levels, frame, expression):
+def plot_frame_attention(file, frames, clip, weights, attention, levels, frame, expression):
   """Thumbnails of the clip, then per level the attention frame `frame`'s queries put
-  on each clip frame (row `frame` of the frame attention) and the Eq.11 weights."""
+  on each clip frame (row `frame` of the frame attention) and the Eq.11 weights; a PNG
+  written to `file` (a path or a file object)."""
   t = len(clip)
   fig, axes = plt.subplots(1 + len(levels), t, figsize=(1.6 * t + 1, 1.6 + 1.8 * len(levels)),
                            squeeze=False, gridspec_kw={'height_ratios': [1] + [1.1] * len(levels)})
@@ -96,7 +115,7 @@ def _plot_frame_attention(path, frames, clip, weights, attention, levels, frame,
       ax.legend(fontsize=7, loc='upper right')
   fig.suptitle(f'frame attention of frame {frame + 1}: "{expression}"', fontsize=9)
   fig.tight_layout()
-  fig.savefig(path, dpi=100)
+  fig.savefig(file, format='png', dpi=100)
   plt.close(fig)
 
 
@@ -108,13 +127,10 @@ def predict_video(config, workdir, video_path, expression, output_dir, *, frame=
   if frame is not None and not 1 <= frame <= len(frames):
     raise errors.ConfigError(f'--frame={frame}: the video has frames 1..{len(frames)}')
   model, saved, vocab, _ = checkpoints.restore_model(workdir, step)
-  if 'frames' not in model.input_keys or not getattr(model, 'use_cfsa', False):
-    raise errors.ConfigError(f'{workdir} holds a model without CFSA ({saved.model_name}); '
-                             'predict with --image=PATH on one frame instead')
-  probs, weights, attention, clips = run_model(
+  check_video_model(model, saved, workdir)
+  masks, weights, attention, clips = segment(
       model, vocab, frames, expression, image_size=saved.image_size,
       max_words=saved.max_words, clip_radius=saved.clip_radius)
-  masks = probs >= 0.5
   os.makedirs(os.path.join(output_dir, 'masks'), exist_ok=True)
   for i, mask in enumerate(masks):
     Image.fromarray(mask.astype(np.uint8) * 255).save(
@@ -122,10 +138,10 @@ def predict_video(config, workdir, video_path, expression, output_dir, *, frame=
   paths = {'masks': os.path.join(output_dir, 'masks'),
            'overlay': os.path.join(output_dir, 'overlay.gif'),
            'frame_attention': os.path.join(output_dir, 'frame_attention.png')}
-  _save_gif(paths['overlay'], frames, masks)
+  save_gif(paths['overlay'], frames, masks)
   c = len(frames) // 2 if frame is None else frame - 1
-  _plot_frame_attention(paths['frame_attention'], frames, clips[c], weights[c], attention[c],
-                        model.levels, c, expression)
+  plot_frame_attention(paths['frame_attention'], frames, clips[c], weights[c], attention[c],
+                       model.levels, c, expression)
   logging.info('%d frames; masks cover %.1f%% on average; wrote %s', len(frames),
                100 * masks.mean(), ', '.join(paths.values()))
   return paths

@@ -176,9 +176,11 @@ def train_and_evaluate(config, workdir):
   """
   checkpoints.check_writable(workdir)
   local_batch = check_batch_size(config.batch_size)
+  # A text encoder's own tokenizer (read first: a missing file stops before the index is
+  # built), or the dataset's vocabulary.
+  vocab = state_lib.text_tokenizer(config)
   train_source = dataset_lib.load_source(config, config.train_split)
   index = input_pipeline.sentence_index(train_source)
-  vocab = state_lib.text_tokenizer(config)  # A text encoder's own, or the dataset's.
   if vocab is None:
     vocab = dataset_lib.vocabulary(config, workdir, index)
   graphdef, state, tx = state_lib.create_train_state(config, len(vocab))

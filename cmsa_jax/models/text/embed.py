@@ -35,8 +35,9 @@ class Encoder(nnx.Module):
 
   def embed(self, tokens: jax.Array) -> jax.Array:
     """The table's rows for `tokens` (B, N) int, in the compute dtype."""
-    if not jnp.issubdtype(tokens.dtype, jnp.integer):
-      raise ValueError(f'tokens must be integer, got {tokens.dtype}.')
+    if tokens.ndim != 2 or not jnp.issubdtype(tokens.dtype, jnp.integer):
+      raise ValueError(f'tokens must be integer (B, N) word ids, got {tokens.dtype} '
+                       f'{tokens.shape}.')
     return jnp.take(self.embedding[...].astype(self.dtype), tokens, axis=0)
 
   def __call__(self, tokens: jax.Array, token_mask: jax.Array) -> jax.Array:
