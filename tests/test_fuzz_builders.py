@@ -252,12 +252,25 @@ def test_a2d_mask_h5(tmp_path_factory, data):
     assert len(frame.masks) == len(frame.instance_ids) and set(np.unique(frame.masks)) <= {0, 1}
 
 
+# A .mat whose part_mask data has element type 0xffffffff: scipy's v5 reader (C) corrupted
+# memory and the process segfaulted (in the long run); read in a child, it is an InputError.
+MAT_SEGFAULT = bytes.fromhex(
+    '4d41544c414220352e30204d41542d66696c6520506c6174666f726d3a20706f7369782c2043726561746564'
+    '206f6e3a20467269204465632020342031393834333a31332032303236000000000000000000000000000000'
+    '0000000000000000000000000000000000000000000000000000000000000000000000000001494d0e000000'
+    '8800000006000000080000000900000000000000050000000c00000006000000050000000200000000000000'
+    '0100000009000000706172745f6d61736b00000000ffffffff0000003c000000010000010000000100000100'
+    '0000010000010100000100000001000001000000010000010100000100000001000001000000010000010100'
+    '0001000000000000')
+
+
 @fuzzing.budget(60)
 @given(data=mat_files())
 # Crashes found and fixed in video._READ_ERRORS: zlib.error from a damaged compressed .mat,
 # h5py's RuntimeError from a damaged v7.3 (HDF5) one.
 @example(data=_compressed_mat(MASK)[:136] + b'\0\0' + _compressed_mat(MASK)[138:])
 @example(data=MASK_SEEDS['mat'][1].replace(b'HEAP', b'HFAP', 1))
+@example(data=MAT_SEGFAULT)
 def test_jhmdb_puppet_mask(tmp_path_factory, data):
   sandbox, path = _sandboxed(tmp_path_factory, 'puppet_mask.mat', data)
   mask = fuzzing.check(lambda: video.read_puppet_mask(path), name=path, sandbox=sandbox,

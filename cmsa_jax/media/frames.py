@@ -99,7 +99,7 @@ def load_clip_frames(source, centers, radius):
     num_frames = len(files)
     _check_centers(source, centers, num_frames)
     wanted = {i for c in centers for i in clips.clip_frame_ids(c, radius, num_frames)}
-    return {i: image_io.as_jpeg(files[i - 1].read_bytes(), files[i - 1])
+    return {i: image_io.as_jpeg(image_io.read_file(files[i - 1]), files[i - 1])
             for i in sorted(wanted)}, num_frames
   # The frame count is known only after decoding: ids past the end resolve to the last
   # frame, which is always kept.

@@ -5,9 +5,11 @@ Frame ids are 1-indexed throughout, as in both datasets' file names. Frames and
 clips are read by `cmsa_jax.media.frames` and `cmsa_jax.media.clips`.
 """
 
+import concurrent.futures
 import contextlib
 import csv
 import dataclasses
+import multiprocessing
 from pathlib import Path
 import zlib
 
@@ -37,7 +39,8 @@ class Expression:
 
 # What csv, h5py and scipy.io raise on damaged files (tests/test_fuzz_builders.py).
 _READ_ERRORS = errors.MALFORMED_INPUT + (csv.Error, scipy.io.matlab.MatReadError,
-                                         NotImplementedError, RuntimeError, zlib.error)
+                                         NotImplementedError, RuntimeError, zlib.error,
+                                         UnboundLocalError)  # scipy.io on a damaged .mat.
 
 
 @contextlib.contextmanager
@@ -234,10 +237,9 @@ def read_puppet_mask(path):
       with h5py.File(path, 'r') as f:
         mask = _h5_array(f, 'part_mask', path).T
     else:
-      mat = scipy.io.loadmat(path, variable_names=['part_mask'])
-      if 'part_mask' not in mat:
+      mask = _in_child(_load_part_mask, path)
+      if mask is None:
         raise errors.InputError(f'{name}: no variable part_mask')
-      mask = np.asarray(mat['part_mask'])
   if mask.dtype.kind not in 'biuf':
     raise errors.InputError(f'{name}: part_mask holds {mask.dtype}, not numbers')
   if mask.ndim == 2:
@@ -245,6 +247,24 @@ def read_puppet_mask(path):
   if mask.ndim != 3:
     raise errors.InputError(f'{name}: part_mask has shape {mask.shape}, expected (H, W, T)')
   return (np.moveaxis(mask, -1, 0) > 0).astype(np.uint8)
+
+
+def _load_part_mask(path):
+  mat = scipy.io.loadmat(path, variable_names=['part_mask'])
+  return np.asarray(mat['part_mask']) if 'part_mask' in mat else None
+
+
+def _in_child(fn, path):
+  """fn(path) in a forked process. scipy's MATLAB v5 reader (C code) corrupts memory on
+  some damaged files and the process segfaults later (tests/test_fuzz_builders.py): a
+  child's crash is an InputError naming the file, and the builder's memory stays intact."""
+  context = multiprocessing.get_context('fork')
+  with concurrent.futures.ProcessPoolExecutor(1, mp_context=context) as child:
+    try:
+      return child.submit(fn, path).result()
+    except concurrent.futures.process.BrokenProcessPool:
+      raise errors.InputError(f'{errors.one_line(path)}: the reader crashed on it '
+                              '(a damaged file)') from None
 
 
 def uniform_frame_ids(num_frames, count):
