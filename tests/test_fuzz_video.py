@@ -10,7 +10,6 @@ naming the input (property in tests/fuzzing.py).
 import io
 import os
 
-import av
 from hypothesis import example
 from hypothesis import given
 from hypothesis import strategies as st
@@ -30,18 +29,6 @@ def _frames(n=4, height=16, width=24):
   return [np.full((height, width, 3), 40 * i, np.uint8) for i in range(n)]
 
 
-def _encode_video(fmt, codec, frames):
-  buffer = io.BytesIO()
-  with av.open(buffer, 'w', format=fmt) as container:
-    stream = container.add_stream(codec, rate=8)
-    stream.height, stream.width = frames[0].shape[:2]
-    stream.pix_fmt = 'yuv420p'
-    for f in frames:
-      container.mux(stream.encode(av.VideoFrame.from_ndarray(f, format='rgb24')))
-    container.mux(stream.encode())
-  return buffer.getvalue()
-
-
 def _gif(frames):
   buffer = io.BytesIO()
   pictures = [Image.fromarray(f) for f in frames]
@@ -55,8 +42,8 @@ def _png(array):
   return buffer.getvalue()
 
 
-SEEDS = {'mp4': _encode_video('mp4', 'mpeg4', _frames()),
-         'webm': _encode_video('webm', 'libvpx', _frames()),
+SEEDS = {'mp4': frames_lib.encode_video(_frames(), 'mp4', 'mpeg4'),
+         'webm': frames_lib.encode_video(_frames(), 'webm', 'libvpx'),
          'gif': _gif(_frames())}
 # Files naming their neighbours: FFmpeg would follow each without the protocol whitelist.
 HLS = b'#EXTM3U\n#EXT-X-TARGETDURATION:10\n#EXTINF:1.0,\ndecoy.ts\n#EXT-X-ENDLIST\n'
@@ -95,7 +82,7 @@ def _check_video_file(sandbox, data, name):
 def test_video_file(tmp_path_factory, data, name):
   sandbox = fuzzing.decoys(tmp_path_factory.mktemp('video'))
   Image.new('RGB', (8, 8)).save(sandbox / 'clip1.png')  # What `clip%d.png` would read.
-  (sandbox / 'decoy.ts').write_bytes(_encode_video('mpegts', 'mpeg4', _frames()))
+  (sandbox / 'decoy.ts').write_bytes(frames_lib.encode_video(_frames(), 'mpegts', 'mpeg4'))
   (sandbox / 'decoy.mp4').write_bytes(SEEDS['mp4'])
   _check_video_file(sandbox, data, name)
 

@@ -5,6 +5,7 @@ else is encoded once); prediction gets decoded RGB arrays.
 """
 
 import contextlib
+import io
 import re
 from pathlib import Path
 
@@ -152,3 +153,17 @@ def _check_centers(source, centers, num_frames):
   if centers and not 1 <= centers[0] <= centers[-1] <= num_frames:
     raise errors.InputError(f'{errors.one_line(source)}: annotated frames {centers} fall outside '
                             f'its {num_frames} frames')
+
+
+def encode_video(frames, fmt='mp4', codec='libx264', fps=8):
+  """The bytes of a video file (container `fmt`, `codec`) of (H, W, 3) uint8 frames of
+  even sizes, e.g. an H.264 MP4."""
+  buffer = io.BytesIO()
+  with av.open(buffer, 'w', format=fmt) as container:
+    stream = container.add_stream(codec, rate=fps)
+    stream.height, stream.width = frames[0].shape[:2]
+    stream.pix_fmt = 'yuv420p'
+    for f in frames:
+      container.mux(stream.encode(av.VideoFrame.from_ndarray(f, format='rgb24')))
+    container.mux(stream.encode())
+  return buffer.getvalue()

@@ -273,7 +273,7 @@ class Segmenter:
     if self.kind == 'image':
       self.image(blank, word)
     else:
-      self.video(_encode_mp4([np.zeros((64, 64, 3), np.uint8)] * 2), word)
+      self.video(frames_lib.encode_video([np.zeros((64, 64, 3), np.uint8)] * 2), word)
     logging.info('Compiled and warmed up in %.1f s.', time.perf_counter() - start)
 
   def examples(self):
@@ -290,8 +290,8 @@ class Segmenter:
       expressions = [t.decode() if isinstance(t, bytes) else str(t)
                      for t in record['sentences']['text']]
       thumbnail = image_io.encode_png(np.asarray(record['image']))
-      data = (_encode_mp4([np.asarray(f) for f in record['frames']]) if self.kind == 'video'
-              else thumbnail)
+      data = (frames_lib.encode_video([np.asarray(f) for f in record['frames']])
+              if self.kind == 'video' else thumbnail)
       out.append((data, thumbnail, expressions))
     return out
 
@@ -301,19 +301,6 @@ class Segmenter:
             'dataset': self.saved.dataset, 'image_size': self.saved.image_size,
             'max_words': self.saved.max_words, 'vocabulary_size': len(self.vocab),
             'crf': self.use_crf, 'limits': dataclasses.asdict(self.limits)}
-
-
-def _encode_mp4(frames, fps=8):
-  """H.264 MP4 bytes of (H, W, 3) uint8 frames (even sizes)."""
-  buffer = io.BytesIO()
-  with av.open(buffer, 'w', format='mp4') as container:
-    stream = container.add_stream('libx264', rate=fps)
-    stream.height, stream.width = frames[0].shape[:2]
-    stream.pix_fmt = 'yuv420p'
-    for f in frames:
-      container.mux(stream.encode(av.VideoFrame.from_ndarray(f, format='rgb24')))
-    container.mux(stream.encode())
-  return buffer.getvalue()
 
 
 # The web app.
