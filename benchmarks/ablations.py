@@ -3,9 +3,18 @@ and CFSA vs no CFSA on the synthetic clips (--table=video).
 
 Trains every variant of a table with the same budget and seeds (the demo
 config, configs/demo.py, with one switch changed), evaluates each run on the
-held-out split, and writes OUTPUT/table<k>.md in the paper's format (mean and
-min–max over seeds of prec@0.5…0.9, overall and mean IoU, and overall IoU per
-expression family) and OUTPUT/runs.json (every run's metrics).
+held-out split (every run writes its per-expression results,
+runs/<variant>-seed<k>/eval/samples.jsonl), and writes:
+
+  OUTPUT/table<k>.md   the paper's format: mean and min–max over seeds of
+                       prec@0.5…0.9, overall and mean IoU, overall IoU per family;
+                       then Δ vs the table's reference row (the full model) with
+                       its paired bootstrap 95 % interval (cmsa_jax.tools.compare:
+                       held-out expressions and seeds resampled), overall, mean
+                       and per family.
+  OUTPUT/summary.md    one README-ready table of every variant: overall IoU, Δ and
+                       interval, whether the interval excludes 0, per family.
+  OUTPUT/runs.json     every run's metrics and per-expression intersection/union.
 
   python -m cmsa_jax.tools.build_dataset synthetic_ref/96px --data_dir=D  # Once, ~3 min.
   python benchmarks/ablations.py --table=all --seeds=3 --steps=400 --data_dir=D \
@@ -40,9 +49,15 @@ Resumable: a run whose evaluation is written is not repeated, and an
 interrupted run resumes from its last checkpoint. Runs shared by the tables
 (the full model is Table 1's word attention, Table 2's full attention and its
 gated fusion) are trained once.
+
+A new table is one TABLES entry (and a --table choice in CHOICES): its title, the
+paper's ordering and a dict of row name -> overrides (config.model fields, or
+RUN_FIELDS); its first row whose overrides name no model switch is the reference
+of Δ (override `reference` to choose another).
 """
 
 import collections
+import dataclasses
 import importlib
 import json
 import os
@@ -58,56 +73,80 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # configs/.
 from cmsa_jax.run import metrics as metrics_lib  # pylint: disable=g-import-not-at-top
 from cmsa_jax.run import train
+from cmsa_jax.run.evaluators import groups
+from cmsa_jax.tools import compare
 
-# (table, row name, config.model overrides); {} is the full model.
-VARIANTS = (
-    ('1', 'word attention', {}),
-    ('1', 'average pooling (the official code)', {'pooling': 'avg'}),
-    ('1', 'max pooling', {'pooling': 'max'}),
-    ('1', "word attention, Eq.4 fractions ('mean')", {'word_weight': 'mean'}),
-    ('2a', 'no attention (average pooling)', {'attention': 'none', 'pooling': 'avg'}),
-    ('2a', 'word attention', {'attention': 'word'}),
-    ('2a', 'pixel attention', {'attention': 'pixel'}),
-    ('2a', 'word-pixel pair attention', {'attention': 'word_pixel'}),
-    ('2a', 'cross-modal self-attention', {}),
-    ('2b', 'Res5 only', {'fusion': 'res5'}),
-    ('2b', 'multi-level sum', {'fusion': 'sum'}),
-    ('2b', 'self-gated', {'fusion': 'self_gated'}),
-    ('2b', 'gated multi-level fusion', {}),
-    ('encoders', 'paper model: word embedding (embed)', {}),
-    ('encoders', 'bidirectional LSTM (bilstm)', {'text_encoder': 'bilstm'}),
-    ('encoders', 'transformer encoder (transformer)', {'text_encoder': 'transformer'}),
-    ('encoders', 'embed + word-pixel pair attention', {'attention': 'word_pixel'}),
-    ('encoders', 'best model (configs/demo_best.py)', {'config': 'demo_best'}),
-    ('video', 'CFSA (the video demo)', {'config': 'demo_video'}),
-    ('video', 'no CFSA (the annotated frame alone)', {'config': 'demo_video', 'cfsa': False}),
-    ('video', "CFSA with the paper's tokens and values",
-     {'config': 'demo_video', 'cfsa_tokens': 'visual', 'cfsa_values': 'linear'}),
-    ('video', 'CFSA with V̂ = 0 at the start (W_o initialised at 0)',
-     {'config': 'demo_video', 'cfsa_out_init': 'zeros'}),
-    ('video', 'CFSA with time-moment values', {'config': 'demo_video', 'cfsa_values': 'moments'}),
-)
-VIDEO_CFSA, VIDEO_NO_CFSA = VARIANTS[-5][2], VARIANTS[-4][2]
 # Overrides that are not config.model fields: the config file a row starts from,
 # its number of training steps and the pretrained weights of its parts.
 RUN_FIELDS = ('config', 'num_train_steps', 'backbone_init', 'text_encoder_init')
-TABLES = {'1': 'Table 1: word pooling (Eq.4-5)',
-          '2a': 'Table 2: attention (Eq.2-3)',
-          '2b': 'Table 2: multi-level fusion (Eq.6-7)',
-          'encoders': 'Text encoders (Eq.1 e_n) and the best model',
-          'video': 'Video: cross-frame self-attention (Eq.9-11)'}
-# The paper's orderings (UNC val), best first.
-PAPER_ORDER = {'1': 'word attention > average pooling > max pooling',
-               '2a': 'cross-modal self-attention > word-pixel pair, pixel, word attention > none',
-               '2b': 'gated multi-level fusion > self-gated > multi-level sum > Res5 only',
-               'encoders': 'not in the paper (its model is the first row)',
-               'video': 'CFSA > no CFSA (Table 5, A2D Sentences)'}
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+  title: str
+  paper_order: str  # The paper's ordering (UNC val), best first.
+  variants: dict  # Row name -> overrides (config.model fields or RUN_FIELDS).
+  extra: dict = dataclasses.field(default_factory=dict)  # Rows run only with --extra_rows.
+  reference: str | None = None  # The row Δ is measured from; None: the first without a switch.
+
+  def reference_overrides(self):
+    if self.reference:
+      return self.variants[self.reference]
+    return next(o for o in self.variants.values() if not set(o) - set(RUN_FIELDS))
+
+
+VIDEO = {'config': 'demo_video'}
+TABLES = {
+    '1': Table('Table 1: word pooling (Eq.4-5)',
+               'word attention > average pooling > max pooling', {
+                   'word attention': {},
+                   'average pooling (the official code)': {'pooling': 'avg'},
+                   'max pooling': {'pooling': 'max'},
+               }, extra={"word attention, Eq.4 fractions ('mean')": {'word_weight': 'mean'}}),
+    '2a': Table('Table 2: attention (Eq.2-3)',
+                'cross-modal self-attention > word-pixel pair, pixel, word attention > none', {
+                    'no attention (average pooling)': {'attention': 'none', 'pooling': 'avg'},
+                    'word attention': {'attention': 'word'},
+                    'pixel attention': {'attention': 'pixel'},
+                    'word-pixel pair attention': {'attention': 'word_pixel'},
+                    'cross-modal self-attention': {},
+                }),
+    '2b': Table('Table 2: multi-level fusion (Eq.6-7)',
+                'gated multi-level fusion > self-gated > multi-level sum > Res5 only', {
+                    'Res5 only': {'fusion': 'res5'},
+                    'multi-level sum': {'fusion': 'sum'},
+                    'self-gated': {'fusion': 'self_gated'},
+                    'gated multi-level fusion': {},
+                }),
+    'encoders': Table('Text encoders (Eq.1 e_n) and the best model',
+                      'not in the paper (its model is the first row)', {
+                          'paper model: word embedding (embed)': {},
+                          'bidirectional LSTM (bilstm)': {'text_encoder': 'bilstm'},
+                          'transformer encoder (transformer)': {'text_encoder': 'transformer'},
+                          'embed + word-pixel pair attention': {'attention': 'word_pixel'},
+                          'best model (configs/demo_best.py)': {'config': 'demo_best'},
+                      }, reference='paper model: word embedding (embed)'),
+    'video': Table('Video: cross-frame self-attention (Eq.9-11)',
+                   'CFSA > no CFSA (Table 5, A2D Sentences)', {
+                       'CFSA (the video demo)': VIDEO,
+                       'no CFSA (the annotated frame alone)': dict(VIDEO, cfsa=False),
+                       "CFSA with the paper's tokens and values":
+                           dict(VIDEO, cfsa_tokens='visual', cfsa_values='linear'),
+                       'CFSA with V̂ = 0 at the start (W_o initialised at 0)':
+                           dict(VIDEO, cfsa_out_init='zeros'),
+                       'CFSA with time-moment values': dict(VIDEO, cfsa_values='moments'),
+                   }),
+}
+VIDEO_CFSA = TABLES['video'].variants['CFSA (the video demo)']
+VIDEO_NO_CFSA = TABLES['video'].variants['no CFSA (the annotated frame alone)']
+CHOICES = {'1': ('1',), '2': ('2a', '2b'), 'all': ('1', '2a', '2b'), 'encoders': ('encoders',),
+           'video': ('video',)}  # --table -> TABLES keys.
 # Per table: (steps, held-out expressions) when --steps / --num_eval are not given;
 # None: the config's own (the demo's schedule, the whole split).
 DEFAULT_BUDGET = {'1': (400, 500), '2': (400, 500), 'all': (400, 500),
                   'encoders': (None, None), 'video': (None, None)}
 
-_TABLE = flags.DEFINE_enum('table', 'all', ['1', '2', 'all', 'encoders', 'video'],
+_TABLE = flags.DEFINE_enum('table', 'all', list(CHOICES),
                            "Which table to run ('all': Tables 1 and 2; 'video': CFSA vs no CFSA "
                            'on configs/demo_video.py).')
 _SEEDS = flags.DEFINE_integer('seeds', 3, 'Seeds per variant (config.seed = 0..seeds-1).')
@@ -140,6 +179,7 @@ _EXTRA_ROWS_JSON = flags.DEFINE_string(
 _EXTRA_ROWS = flags.DEFINE_bool(
     'extra_rows', False, "Also Table 1's extra row: Eq.4 on the received fractions without "
     "the learned temperature (word_weight='mean').")
+_RESAMPLES = flags.DEFINE_integer('resamples', 2000, 'Bootstrap resamples of each interval.')
 
 
 def run_key(overrides):
@@ -150,9 +190,9 @@ def run_key(overrides):
 
 def selected_variants(table, names=None, extra_rows=False, extra_json=None):
   """The (table, name, overrides) rows to run."""
-  tables = {'1': ('1',), '2': ('2a', '2b'), 'all': ('1', '2a', '2b'),
-            'encoders': ('encoders',), 'video': ('video',)}[table]
-  rows = [v for v in VARIANTS if v[0] in tables]
+  rows = [(t, name, overrides) for t in CHOICES[table]
+          for name, overrides in (TABLES[t].variants | (TABLES[t].extra if extra_rows else {})
+                                  ).items()]
   if extra_json:
     try:
       extra = json.loads(extra_json)
@@ -161,8 +201,6 @@ def selected_variants(table, names=None, extra_rows=False, extra_json=None):
     if not isinstance(extra, dict) or not all(isinstance(v, dict) for v in extra.values()):
       raise app.UsageError('--extra_rows_json must be {"row name": {overrides}}.')
     rows += [('encoders', name, overrides) for name, overrides in extra.items()]
-  if not extra_rows:
-    rows = [v for v in rows if 'word_weight' not in v[2]]
   if names:
     unknown = set(names) - {v[1] for v in rows}
     if unknown:
@@ -198,6 +236,7 @@ def run_config(overrides, seed, *, steps, image_size, num_eval, num_train, data_
   if data_dir:
     config.data_dir = data_dir
   config.crf = False
+  config.evals = ('paper', 'baselines', 'groups')
   return config
 
 
@@ -209,7 +248,7 @@ def run_once(config, workdir):
   """
   path = os.path.join(workdir, 'eval', 'metrics.json')
   timing = os.path.join(workdir, 'wall_seconds.json')
-  if os.path.exists(path):
+  if os.path.exists(path) and os.path.exists(os.path.join(workdir, 'eval', 'samples.jsonl')):
     with open(path) as f:
       metrics = json.load(f)
     if metrics.get('step') == config.num_train_steps:
@@ -231,16 +270,41 @@ def summarize(values):
   return f'{values.mean():.2f} ({values.min():.2f}–{values.max():.2f})'
 
 
-def table_markdown(table, rows, results):
-  """One table: mean (min–max over seeds) in %, one row per variant."""
+def families_of(results):
+  return sorted({k[len('family_'):-len('_overall_iou')] for runs in results.values()
+                 for r in runs for k in r
+                 if k.startswith('family_') and '_baseline_' not in k
+                 and k.endswith('_overall_iou')})
+
+
+def deltas(reference, variant, *, num_resamples):
+  """{'overall_iou' | 'mean_iou' | family: (Δ, low, high)} of a variant's runs vs the
+  reference's, paired by seed, over the expressions every run shares."""
+  aligned = compare.shared(reference + variant)
+  pairs = list(zip(aligned[:len(reference)], aligned[len(reference):]))
+  out = compare.paired_bootstrap(pairs, num_resamples=num_resamples)
+  by_family = [[groups.members(s) for s in pair] for pair in pairs]
+  for family in by_family[0][0]:
+    out[family] = compare.paired_bootstrap(
+        [(a[family], b[family]) for a, b in by_family],
+        num_resamples=num_resamples)['overall_iou']
+  return out
+
+
+def real(delta):
+  """Whether the interval excludes 0: 'better' or 'worse' than the reference, else 'no'."""
+  _, low, high = delta
+  return 'better' if low > 0 else 'worse' if high < 0 else 'no'
+
+
+def table_markdown(table, rows, results, samples, *, num_resamples):
+  """One table: mean (min–max over seeds) in %, one row per variant; then Δ vs the
+  reference row (paired by seed) with its bootstrap 95 % interval."""
   cols = [f'prec@{t}' for t in metrics_lib.PREC_THRESHOLDS] + ['overall_iou', 'mean_iou']
-  families = sorted({k[len('family_'):-len('_overall_iou')] for r in results.values()
-                     for runs in r for k in runs
-                     if k.startswith('family_') and '_baseline_' not in k
-                     and k.endswith('_overall_iou')})
+  families = families_of(results)
   head = ['variant'] + cols + [f'{f} IoU' for f in families]
-  lines = [f'### {TABLES[table]}', '',
-           f'Paper ordering: {PAPER_ORDER[table]}.', '',
+  lines = [f'### {TABLES[table].title}', '',
+           f'Paper ordering: {TABLES[table].paper_order}.', '',
            '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
   for _, name, overrides in rows:
     runs = results[run_key(overrides)]
@@ -252,13 +316,67 @@ def table_markdown(table, rows, results):
     key = f'baseline_{baseline}_overall_iou'
     if key in runs[0]:
       cells = ['', '', '', '', '', f'{100 * runs[0][key]:.2f}', '']
-      cells += [f'{100 * runs[0][f"family_{f}_{key}"]:.2f}' for f in families]
+      cells += [f'{100 * runs[0].get(f"family_{f}_{key}", np.nan):.2f}' for f in families]
       lines.append(f'| baseline: {baseline.replace("_", " ")} | ' + ' | '.join(cells) + ' |')
   seeds = len(next(iter(results.values())))
   lines += ['', f'Mean (min–max) over {seeds} seed(s), in %.', '']
+  reference = run_key(TABLES[table].reference_overrides())
+  others = [(name, o) for _, name, o in rows if run_key(o) != reference]
+  if reference in samples and others:
+    head = ['variant', 'Δ overall IoU [95 % CI]', 'real?', 'Δ mean IoU [95 % CI]', 'real?'] + [
+        f'Δ {f} IoU' for f in families]
+    lines += [f'Δ vs the reference row ({reference}) in IoU points, paired by seed, with the '
+              f'paired bootstrap 95 % interval ({num_resamples} resamples of the held-out '
+              'expressions and of the seeds; cmsa_jax/tools/compare.py). real? = the interval '
+              'excludes 0.', '',
+              '| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    for name, overrides in others:
+      d = deltas(samples[reference], samples[run_key(overrides)], num_resamples=num_resamples)
+      cells = [compare.interval(d['overall_iou']), real(d['overall_iou']),
+               compare.interval(d['mean_iou']), real(d['mean_iou'])]
+      cells += [compare.interval(d[f]) if f in d else '' for f in families]
+      lines.append(f'| {name} | ' + ' | '.join(cells) + ' |')
+    lines.append('')
   if table == 'video':
     lines += video_pairs(results)
   return '\n'.join(lines)
+
+
+def summary_markdown(rows, results, samples, *, num_resamples):
+  """Every variant once: overall IoU (min–max), Δ vs its table's reference row and the
+  interval, per-seed Δ, per family (the README's table)."""
+  families = families_of(results)
+  head = ['Table', 'variant', 'overall IoU (min–max)', 'Δ vs reference [95 % CI]', 'real?',
+          'Δ per seed'] + families
+  lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+  seen = {}
+  for table, name, overrides in rows:
+    key = run_key(overrides)
+    if key in seen:
+      seen[key][0].add(table[0])
+      continue
+    runs, reference = results[key], run_key(TABLES[table].reference_overrides())
+    if key != reference and reference in samples:
+      d = deltas(samples[reference], samples[key], num_resamples=num_resamples)['overall_iou']
+      per_seed = ', '.join(f'{100 * (r["overall_iou"] - f["overall_iou"]):+.1f}'
+                           for r, f in zip(runs, results[reference]))
+      cells = [compare.interval(d), real(d), per_seed]
+    else:
+      name, cells = f'**{name}** (reference)', ['—', '', '']
+    family_cells = [f'{100 * np.mean([r.get(f"family_{f}_overall_iou", np.nan) for r in runs]):.1f}'
+                    for f in families]
+    seen[key] = ({table[0]}, name, [summarize([r['overall_iou'] for r in runs])] + cells +
+                 family_cells)
+  for tables, name, cells in seen.values():
+    lines.append(f'| {", ".join(sorted(tables))} | {name} | ' + ' | '.join(cells) + ' |')
+  return '\n'.join(lines) + '\n'
+
+
+def per_sample(workdir):
+  """A run's samples.jsonl as columns (record, sentence, family, intersection, union)."""
+  samples = sorted(compare.load_samples(workdir).values(), key=lambda s: s['position'])
+  return {k: [s.get(k) for s in samples]
+          for k in ('record', 'sentence', 'family', 'intersection', 'union')}
 
 
 def video_pairs(results):
@@ -296,22 +414,24 @@ def main(argv):
     seeds = [int(seed) for seed in _ONLY_SEEDS.value]
   jobs = [(key, seed) for seed in seeds for key in keys]
   os.makedirs(_OUTPUT.value, exist_ok=True)
-  results = collections.defaultdict(list)
+  results, samples = collections.defaultdict(list), collections.defaultdict(list)
   all_runs, trained_seconds, trained = [], 0.0, 0
   for i, (key, seed) in enumerate(jobs):
     config = run_config(overrides[key], seed, steps=steps,
                         image_size=_IMAGE_SIZE.value, num_eval=num_eval,
                         num_train=_NUM_TRAIN.value, data_dir=_DATA_DIR.value,
                         num_workers=_NUM_WORKERS.value)
-    metrics, ran, seconds = run_once(config,
-                                     os.path.join(_OUTPUT.value, 'runs', f'{key}-seed{seed}'))
+    workdir = os.path.join(_OUTPUT.value, 'runs', f'{key}-seed{seed}')
+    metrics, ran, seconds = run_once(config, workdir)
     if ran:
       trained_seconds += seconds
       trained += 1
     results[key].append(metrics)
+    samples[key].append(compare.load_samples(workdir))
     all_runs.append({'variant': key, 'overrides': overrides[key], 'seed': seed,
                      'steps': config.num_train_steps, 'image_size': config.image_size,
-                     'metrics': metrics, 'wall_seconds': seconds})
+                     'metrics': metrics, 'wall_seconds': seconds,
+                     'samples': per_sample(workdir)})
     left = len(jobs) - i - 1
     eta = f'{trained_seconds / trained * left / 60:.0f} min' if trained else '?'
     print(f'[{i + 1}/{len(jobs)}] {key} seed {seed}: overall IoU '
@@ -320,7 +440,7 @@ def main(argv):
   if _ONLY_SEEDS.value:
     return
   with open(os.path.join(_OUTPUT.value, 'runs.json'), 'w') as f:
-    json.dump(all_runs, f, indent=2)
+    json.dump(all_runs, f)
   video = _TABLE.value == 'video'
   data = (f'built {config.dataset}' if _DATA_DIR.value else
           f'{config.synthetic.num_train} synthetic {"clips" if video else "scenes"} generated '
@@ -332,10 +452,15 @@ def main(argv):
             f'switch changed (or the config a row names), {budget} per run, '
             f'{"/".join(map(str, scored))} held-out expressions, no DenseCRF.\n\n')
   for table in dict.fromkeys(t for t, _, _ in rows):
-    text = header + table_markdown(table, [r for r in rows if r[0] == table], results)
+    text = header + table_markdown(table, [r for r in rows if r[0] == table], results, samples,
+                                   num_resamples=_RESAMPLES.value)
     with open(os.path.join(_OUTPUT.value, f'table{table}.md'), 'w') as f:
       f.write(text)
     print(text, flush=True)
+  text = summary_markdown(rows, results, samples, num_resamples=_RESAMPLES.value)
+  with open(os.path.join(_OUTPUT.value, 'summary.md'), 'w') as f:
+    f.write(header + text)
+  print(text, flush=True)
   logging.info('Wrote %s.', _OUTPUT.value)
 
 

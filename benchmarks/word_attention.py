@@ -3,8 +3,9 @@ r"""Word attention (Eq.4) of several trained models on one held-out synthetic ex
 Picks the `--index`-th test expression of `--family` (e.g. negation, relation) in
 the test split the first workdir's config generates, runs every model on it
 (`cmsa_jax.run.predict.run_model`, as `--mode=predict`) and draws, side by
-side, the image with the referred object outlined, each model's mask and its
-word weights per level; prints the weights and each mask's IoU.
+side, the image with the referred object outlined, each model's mask (yellow outline,
+the target dashed white) and its word weights per level; prints the weights and
+each mask's IoU.
 
   python benchmarks/word_attention.py --workdirs=runs/demo,runs/demo_best \
       --labels="paper model (embed),best model" --family=negation \
@@ -73,7 +74,10 @@ def main(argv):
         max_words=saved.max_words)
     mask = prob >= 0.5
     iou = (mask & target).sum() / max((mask | target).sum(), 1)
-    axes[0, column].imshow(predict.overlay(image, mask))
+    axes[0, column].imshow(image)  # Outlines: the prediction (yellow), the target (white).
+    axes[0, column].contour(target, levels=[0.5], colors='white', linewidths=1, linestyles='--')
+    if mask.any():
+      axes[0, column].contour(mask, levels=[0.5], colors='yellow', linewidths=1.5)
     axes[0, column].set_title(f'{label}\nstep {step}, IoU {iou:.2f}')
     width = 0.8 / len(weights)
     for k, (level, w) in enumerate(zip(model.levels, weights)):

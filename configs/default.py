@@ -79,6 +79,8 @@ def get_config():
   # Loops.
   config.log_every_steps = 100
   config.checkpoint_every_steps = 5000
+  # Also evaluate (metrics and pictures to TensorBoard) every this many steps; 0: at the end only.
+  config.eval_every_steps = 0
   config.keep_checkpoints = 3
   # A step with a non-finite loss or gradient: False stops training naming it and the last
   # good checkpoint; True skips it (no parameter or optimizer-state change) and counts it.
@@ -86,6 +88,10 @@ def get_config():
   config.eval_batch_size = 8  # Global, like batch_size.
   config.num_eval_examples = -1  # -1: the whole split.
   config.crf = True  # Also score with DenseCRF post-processing.
+  # Evaluators by name (cmsa_jax/run/evaluators/): the paper's metrics, the same after
+  # DenseCRF (skipped when crf is False), trivial baselines (synthetic sets), per family or
+  # expression category, pictures of a few held-out predictions in TensorBoard.
+  config.evals = ('paper', 'crf', 'baselines', 'groups', 'pictures')
 
   # Multi-host: call jax.distributed.initialize() (arguments from the environment).
   config.distributed = False

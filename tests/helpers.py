@@ -7,6 +7,8 @@ import sys
 
 import numpy as np
 
+from cmsa_jax.data import input_pipeline
+from cmsa_jax.run import dataset
 from configs import demo
 
 REPO = Path(__file__).resolve().parent.parent
@@ -37,6 +39,12 @@ def make_tiny_config():
   config.checkpoint_every_steps = 2
   config.crf = False
   return config
+
+
+def vocabulary(config, workdir):
+  """WORKDIR/vocab.json of config's training split, built as training builds it."""
+  index = input_pipeline.sentence_index(dataset.load_source(config, config.train_split))
+  return dataset.vocabulary(config, workdir, index)
 
 
 def torchvision_state_dict(blocks, width, seed=0):

@@ -11,7 +11,6 @@ from PIL import Image
 
 import helpers
 from cmsa_jax.run import checkpoints
-from cmsa_jax.run import dataset
 from cmsa_jax.run import serve
 from cmsa_jax.run import state as state_lib
 
@@ -21,7 +20,7 @@ LIMITS = serve.Limits(max_upload_mb=0.5, max_pixels=300 * 300, max_frames=12, ma
 
 def write_checkpoint(config, workdir):
   """An (untrained) checkpoint of `config` in `workdir`, as training writes it."""
-  vocab = dataset.vocabulary(config, workdir)
+  vocab = helpers.vocabulary(config, workdir)
   _, state, _ = state_lib.create_train_state(config, len(vocab))
   with checkpoints.checkpoint_manager(config, workdir) as mngr:
     mngr.save(1, args=checkpoints.checkpoint_items(state, config, vocab), force=True)

@@ -1,6 +1,7 @@
 """benchmarks/ablations.py end to end at a tiny budget: tables, JSON, resume."""
 
 import json
+import re
 
 import pytest
 
@@ -34,7 +35,8 @@ def test_ablations_write_table_and_json_and_resume(tmp_path):
     assert written['num_examples'] == 6
 
   table = (out / 'table1.md').read_text()
-  rows = {line.split('|')[1].strip(): line for line in table.splitlines()
+  scores, deltas = table.split('Δ vs the reference row')
+  rows = {line.split('|')[1].strip(): line for line in scores.splitlines()
           if line.startswith('| ') and not line.startswith('| variant')}
   assert {'word attention', 'max pooling', 'baseline: all objects'} <= set(rows)
   cells = rows['max pooling'].split('|')[2:-1]
@@ -43,6 +45,29 @@ def test_ablations_write_table_and_json_and_resume(tmp_path):
   families = [k for k in runs[0]['metrics']
               if k.startswith('family_') and '_baseline_' not in k]
   assert len(cells) == 7 + len(families)
+
+  # Per-sample results: runs.json holds each run's intersections and unions, which give
+  # its metrics again (overall IoU = ΣI / ΣU).
+  for run in runs:
+    columns = run['samples']
+    assert len(columns['union']) == 6
+    assert sum(columns['intersection']) / sum(columns['union']) == pytest.approx(
+        run['metrics']['overall_iou'], abs=1e-12)
+
+  # Δ vs the full model with its paired bootstrap interval; with one seed Δ is that seed's
+  # difference of overall IoU.
+  delta_rows = {line.split('|')[1].strip(): line.split('|')[2:-1] for line in deltas.splitlines()
+                if line.startswith('| ') and not line.startswith('| variant')}
+  assert list(delta_rows) == ['max pooling']  # The full model is the reference.
+  d, low, high = (float(x) for x in re.fullmatch(
+      r'\s*([+-][\d.]+) \[([+-][\d.]+), ([+-][\d.]+)\]\s*',
+      delta_rows['max pooling'][0]).groups())
+  want = 100 * (runs[1]['metrics']['overall_iou'] - runs[0]['metrics']['overall_iou'])
+  assert d == pytest.approx(want, abs=0.006) and low <= d <= high
+  assert delta_rows['max pooling'][1].strip() == (
+      'better' if low > 0 else 'worse' if high < 0 else 'no')
+  summary = (out / 'summary.md').read_text()
+  assert '**word attention** (reference)' in summary and '| 1 | max pooling |' in summary
 
   again = _run(out)  # Resumable: finished runs are read back, not retrained.
   assert again.returncode == 0, again.stderr[-3000:]

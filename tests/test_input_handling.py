@@ -45,7 +45,7 @@ def workdir(tmp_path_factory):
   """A workdir with an (untrained) tiny checkpoint that predict restores."""
   config = helpers.make_tiny_config()
   workdir = str(tmp_path_factory.mktemp('ckpt'))
-  vocab = dataset.vocabulary(config, workdir)
+  vocab = helpers.vocabulary(config, workdir)
   _, state, _ = state_lib.create_train_state(config, len(vocab))
   with checkpoints.checkpoint_manager(config, workdir) as mngr:
     mngr.save(1, args=checkpoints.checkpoint_items(state, config, vocab), force=True)
@@ -260,10 +260,10 @@ def empty_ground_truth_mask(tmp_path, workdir):
   del tmp_path, workdir
   batch = _first_example(np.zeros((10, 12, 3), np.uint8), np.zeros((10, 12), np.uint8))
   assert batch['mask'].sum() == 0 and not batch['orig_mask'][0].any()
-  scores = metrics.IoUAccumulator()
-  scores.update(np.zeros((10, 12), bool), batch['orig_mask'][0])  # Both empty: agree.
-  scores.update(np.ones((10, 12), bool), batch['orig_mask'][0])  # Anything predicted: 0.
-  assert scores.ious == [1.0, 0.0] and scores.result()['overall_iou'] == 0.0
+  both_empty = metrics.intersection_union(np.zeros((10, 12), bool), batch['orig_mask'][0])
+  predicted = metrics.intersection_union(np.ones((10, 12), bool), batch['orig_mask'][0])
+  assert metrics.iou(*both_empty) == 1.0 and metrics.iou(*predicted) == 0.0  # Agree; then 0.
+  assert metrics.summarize(*zip(both_empty, predicted))['overall_iou'] == 0.0
 
 
 def mask_size_differs_from_image(tmp_path, workdir):

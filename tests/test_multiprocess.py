@@ -131,3 +131,6 @@ def test_two_processes_equal_one(tmp_path):
       assert r['eval'][k] == pytest.approx(v, abs=1e-9), k
   with open(tmp_path / 'pair' / 'eval' / 'metrics.json') as f:
     assert json.load(f) == pytest.approx(single['eval'])
+  # Every expression's line, in evaluation order, whichever process scored it.
+  samples = [(tmp_path / run / 'eval' / 'samples.jsonl').read_text() for run in ('single', 'pair')]
+  assert samples[0] == samples[1] and len(samples[0].splitlines()) == 5

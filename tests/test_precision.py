@@ -28,7 +28,7 @@ from cmsa_jax.run import train
 def demo_batch(tmp_path_factory):
   """A batch of 8 synthetic demo scenes and the vocabulary size."""
   config = helpers.make_tiny_config()
-  vocab = dataset.vocabulary(config, str(tmp_path_factory.mktemp('vocab')))
+  vocab = helpers.vocabulary(config, str(tmp_path_factory.mktemp('vocab')))
   it = input_pipeline.create_train_iterator(
       dataset.load_source(config, 'train'), vocab, batch_size=8, image_size=config.image_size,
       seed=0)

@@ -185,7 +185,7 @@ def _save_checkpoints(config, workdir, steps):
 
   Returns the state and the data iterator.
   """
-  vocab = dataset.vocabulary(config, workdir)
+  vocab = helpers.vocabulary(config, workdir)
   _, state, _ = state_lib.create_train_state(config, len(vocab))
   train_iter = input_pipeline.create_train_iterator(
       dataset.load_source(config, config.train_split), vocab, batch_size=config.batch_size,
@@ -240,6 +240,18 @@ def test_incompatible_checkpoint_lists_the_mismatched_paths_and_shapes(tiny_conf
   message = str(err.value)
   assert re.search(r'params/embed/embedding: checkpoint \(\d+, 16\), config \(\d+, 24\)', message)
   assert 'optimizer-state arrays' in message  # Adam's moments of the same parameters.
+  assert '\n' not in message
+
+
+def test_checkpoint_of_another_text_encoder_is_a_one_line_error(tiny_config, tmp_path):
+  _save_checkpoints(tiny_config, str(tmp_path), [2])
+  tiny_config.model.text_encoder = 'bilstm'  # The checkpoint holds the paper's embedding.
+  with pytest.raises(errors.ConfigError, match='different model config') as err:
+    train.train_and_evaluate(tiny_config, str(tmp_path))
+  message = str(err.value)
+  assert '\n' not in message
+  assert re.search(r'params/embed/forward/0/input/kernel: checkpoint absent, config \(16, 32\)',
+                   message)
 
 
 def test_unwritable_workdir_is_reported_before_training(tiny_config, tmp_path):

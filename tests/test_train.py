@@ -79,7 +79,7 @@ def test_batch_size_must_divide_over_devices(tiny_config, tmp_path):
 
 def test_few_demo_steps_lower_the_loss(tiny_config, tmp_path):
   tiny_config.learning_rate = 3e-3
-  vocab = dataset.vocabulary(tiny_config, str(tmp_path))
+  vocab = helpers.vocabulary(tiny_config, str(tmp_path))
   graphdef, state, tx = state_lib.create_train_state(tiny_config, len(vocab))
   it = input_pipeline.create_train_iterator(
       dataset.load_source(tiny_config, 'train'), vocab, batch_size=8, image_size=tiny_config.image_size, seed=0)
@@ -103,6 +103,7 @@ def _predictions(model, vocab, config):
 def trained(tmp_path_factory):
   """A tiny model trained (and evaluated) for a few steps: (config, workdir, metrics)."""
   config = helpers.make_tiny_config()
+  config.eval_every_steps = 2  # At step 2, then at the end (step 4).
   workdir = str(tmp_path_factory.mktemp('trained') / 'run')
   return config, workdir, train.train_and_evaluate(config, workdir)
 
@@ -125,7 +126,7 @@ def test_checkpoint_restore_resume_and_eval(trained, tmp_path):
   model, config, vocab, step = checkpoints.restore_model(workdir)
   assert step == tiny_config.num_train_steps
   assert config.model.backbone_args.width == tiny_config.model.backbone_args.width
-  saved_vocab = dataset.vocabulary(tiny_config, workdir)  # Loads vocab.json.
+  saved_vocab = helpers.vocabulary(tiny_config, workdir)  # Loads vocab.json.
   assert vocab.to_dict() == saved_vocab.to_dict()
 
   # --mode=eval reproduces the final metrics from the checkpoint alone.
@@ -143,6 +144,54 @@ def test_checkpoint_restore_resume_and_eval(trained, tmp_path):
   resumed, *_ = checkpoints.restore_model(str(resumed_dir))
   np.testing.assert_allclose(_predictions(resumed, vocab, tiny_config),
                              _predictions(model, vocab, tiny_config), atol=1e-6)
+
+
+def _paper_metrics(samples, prefix=''):
+  """The paper's definitions (README "Metrics"), written out again for the check."""
+  inter = [s[prefix + 'intersection'] for s in samples]
+  union = [s[prefix + 'union'] for s in samples]
+  ious = [i / u if u else 1.0 for i, u in zip(inter, union)]
+  out = {'overall_iou': sum(inter) / sum(union), 'mean_iou': sum(ious) / len(ious),
+         'num_examples': len(ious)}
+  out.update({f'prec@{t}': sum(x >= t for x in ious) / len(ious)
+              for t in (0.5, 0.6, 0.7, 0.8, 0.9)})
+  return out
+
+
+def test_metrics_json_is_recomputed_from_samples_jsonl(trained):
+  _, workdir, metrics = trained
+  with open(os.path.join(workdir, 'eval', 'samples.jsonl')) as f:
+    samples = [json.loads(line) for line in f]
+  assert [s['position'] for s in samples] == list(range(metrics['num_examples']))
+  for s in samples:  # Each line is consistent in itself.
+    assert s['union'] == s['pred_area'] + s['true_area'] - s['intersection']
+    assert s['iou'] == (s['intersection'] / s['union'] if s['union'] else 1.0)
+    assert s['expression'] and s['family'] in synthetic.FAMILY_WEIGHTS
+  want = dict(_paper_metrics(samples), step=metrics['step'])
+  baselines = ('all_objects', 'largest_object')
+  for b in baselines:
+    want[f'baseline_{b}_overall_iou'] = _paper_metrics(samples, f'baseline_{b}_')['overall_iou']
+  for family in {s['family'] for s in samples}:
+    members = [s for s in samples if s['family'] == family]
+    want[f'family_{family}_overall_iou'] = _paper_metrics(members)['overall_iou']
+    for b in baselines:
+      want[f'family_{family}_baseline_{b}_overall_iou'] = _paper_metrics(
+          members, f'baseline_{b}_')['overall_iou']
+  assert metrics == pytest.approx(want, abs=1e-12)
+  with open(os.path.join(workdir, 'eval', 'metrics.json')) as f:
+    assert json.load(f) == pytest.approx(want, abs=1e-12)
+
+
+def test_evaluation_writes_legal_scalars_and_pictures_to_tensorboard(trained):
+  _, workdir, metrics = trained
+  events = b''.join(open(os.path.join(workdir, name), 'rb').read()
+                    for name in os.listdir(workdir) if name.startswith('events.'))
+  assert b'eval/prec_at_0.5' in events and b'prec@' not in events
+  # config.eval_every_steps: steps 2 and 4 (and --mode=eval, if a test ran it before).
+  evaluations = events.count(b'eval/overall_iou')
+  assert evaluations >= 2
+  for p in range(4):  # The same first held-out expressions, as pictures, at each evaluation.
+    assert events.count(f'eval_pictures/{p}'.encode()) == evaluations
 
 
 def test_predict_writes_pictures_for_any_image(trained, tmp_path):

@@ -13,6 +13,7 @@ import tensorflow_datasets as tfds
 
 import helpers
 from cmsa_jax import errors
+from cmsa_jax.data import categories
 from cmsa_jax.run import evaluate
 from cmsa_jax.run import launch
 from cmsa_jax.run import predict_video
@@ -61,6 +62,14 @@ def test_a2d_trains_and_evaluates_per_annotated_frame(trained):
   with open(os.path.join(workdir, 'eval', 'metrics.json')) as f:
     assert json.load(f)['overall_iou'] == metrics['overall_iou']
   assert 'prec@0.5' in open(os.path.join(workdir, 'eval', 'metrics.md')).read()
+  # Real expressions are scored per category (data/categories.py) and length, not family.
+  with open(os.path.join(workdir, 'eval', 'samples.jsonl')) as f:
+    samples = [json.loads(line) for line in f]
+  assert all(s['groups'] == categories.groups(s['expression']) for s in samples)
+  for group in {g for s in samples for g in s['groups']}:
+    assert metrics[f'category_{group}_num_examples'] == sum(group in s['groups'] for s in samples)
+  assert not any(k.startswith('family_') for k in metrics)
+  assert 'CMSA by expression category' in open(os.path.join(workdir, 'eval', 'metrics.md')).read()
 
 
 def test_jhmdb_evaluates_the_a2d_checkpoint_without_training(trained):

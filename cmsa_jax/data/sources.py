@@ -63,11 +63,11 @@ def has_all_objects(dataset):
 
 def vocabulary(workdir, texts, *, name):
   """Loads `workdir/vocab.json`, or builds it from `texts` (the training split's,
-  named `name` in the log; a callable returning them) and saves it."""
+  named `name` in the log) and saves it."""
   path = os.path.join(workdir, 'vocab.json')
   if os.path.exists(path):
     return text.Vocabulary.load(path)
-  vocab = text.Vocabulary.build(texts())
+  vocab = text.Vocabulary.build(texts)
   if jax.process_index() == 0:
     os.makedirs(workdir, exist_ok=True)
     vocab.save(path)

@@ -142,16 +142,15 @@ def check_compatible(workdir, step, abstract_state):
   if not differ:
     return
   parameters = [p for p in differ if not p.startswith('opt_state/')]
-  listed = '\n  '.join(f'{p}: checkpoint {saved.get(p, "absent")}, config {wanted.get(p, "absent")}'
-                       for p in parameters[:_MAX_LISTED])
+  listed = '; '.join(f'{p}: checkpoint {saved.get(p, "absent")}, config {wanted.get(p, "absent")}'
+                     for p in parameters[:_MAX_LISTED])
   if len(parameters) > _MAX_LISTED:
-    listed += f'\n  ... and {len(parameters) - _MAX_LISTED} more'
-  raise errors.ConfigError(
-      f'checkpoint {directory}/{step} was written with a different model config; '
-      f'{len(parameters)} parameter arrays differ (path: checkpoint shape, config shape):\n  '
-      f'{listed}\n'
-      f'(and {len(differ) - len(parameters)} optimizer-state arrays). Train in a new --workdir, '
-      'or use the config the checkpoint was trained with.')
+    listed += f'; ... and {len(parameters) - _MAX_LISTED} more'
+  raise errors.ConfigError(  # One line, as every user error.
+      f'checkpoint {directory}/{step} was written with a different model config (e.g. another '
+      f'model part); {len(parameters)} parameter arrays differ (path: checkpoint shape, config '
+      f'shape): {listed} (and {len(differ) - len(parameters)} optimizer-state arrays). Train in '
+      'a new --workdir, or use the config the checkpoint was trained with.')
 
 
 def _set_aside(workdir, step):

@@ -1,7 +1,6 @@
 """A config's dataset, as the run loop reads it: the records of a split and the
 training vocabulary (config.dataset, data_dir, the synthetic generator's settings)."""
 
-from cmsa_jax.data import input_pipeline
 from cmsa_jax.data import sources
 
 
@@ -15,13 +14,7 @@ def load_source(config, split):
       clip_radius=config.get('clip_radius'))
 
 
-def vocabulary(config, workdir, index=None):
-  """WORKDIR/vocab.json, built from the training split the first time.
-
-  `index`: the training source's `input_pipeline.sentence_index`, if already built.
-  """
-  def texts():
-    if index is not None:
-      return index.texts
-    return input_pipeline.sentence_index(load_source(config, config.train_split)).texts
-  return sources.vocabulary(workdir, texts, name=f'{config.dataset}/{config.train_split}')
+def vocabulary(config, workdir, index):
+  """WORKDIR/vocab.json, built the first time from `index`, the training split's
+  `input_pipeline.sentence_index`."""
+  return sources.vocabulary(workdir, index.texts, name=f'{config.dataset}/{config.train_split}')

@@ -1,16 +1,20 @@
-"""Referring-segmentation metrics, scored at the original image resolution.
-
-overall IoU = ΣI / ΣU over all expressions; mean IoU = mean of per-expression
-I/U; prec@X = fraction of expressions with IoU >= X (as in the paper's code).
-An expression whose prediction and ground truth are both empty scores IoU 1
-(they agree) and adds nothing to ΣI or ΣU.
-"""
-
-import dataclasses
+"""Referring-segmentation metrics, scored at the original image resolution
+(definitions in DEFINITIONS, which metrics.md repeats)."""
 
 import numpy as np
 
 PREC_THRESHOLDS = (0.5, 0.6, 0.7, 0.8, 0.9)
+DEFINITIONS = """\
+Definitions (one expression = one referring expression and its ground-truth mask; I and U
+are its pixel counts |prediction ∧ truth| and |prediction ∨ truth| at the original resolution):
+- overall IoU = ΣI / ΣU over the split, also called cumulative IoU, cIoU or oIoU: large
+  objects weigh more.
+- mean IoU = the mean over expressions of I / U (mIoU): every expression weighs the same.
+- prec@X = the fraction of expressions with I / U >= X, X = 0.5 ... 0.9 (as the paper's code).
+- Empty masks: an expression whose prediction and truth are both empty scores I / U = 1 (they
+  agree) and adds nothing to ΣI or ΣU; an empty prediction of a non-empty truth scores 0.
+- The prediction is probability >= 0.5 (or the DenseCRF labelling, rows "+ DenseCRF").
+"""
 
 
 def intersection_union(pred, target):
@@ -21,27 +25,21 @@ def intersection_union(pred, target):
   return int(np.logical_and(pred, target).sum()), int(np.logical_or(pred, target).sum())
 
 
-@dataclasses.dataclass
-class IoUAccumulator:
-  """Accumulates I, U and per-expression IoU over an evaluation pass."""
-  total_i: int = 0
-  total_u: int = 0
-  ious: list = dataclasses.field(default_factory=list)
+def iou(intersection, union):
+  """I / U of one expression; 1 when both masks are empty (they agree)."""
+  return intersection / union if union else 1.0
 
-  def update(self, pred, target):
-    i, u = intersection_union(pred, target)
-    self.total_i += i
-    self.total_u += u
-    self.ious.append(i / u if u else 1.0)
 
-  def result(self, prefix=''):
-    if not self.ious:
-      raise ValueError('no examples were scored')
-    ious = np.asarray(self.ious)
-    out = {'overall_iou': self.total_i / max(self.total_u, 1), 'mean_iou': float(ious.mean())}
-    out.update({f'prec@{t}': float((ious >= t).mean()) for t in PREC_THRESHOLDS})
-    out['num_examples'] = len(ious)
-    return {prefix + k: v for k, v in out.items()}
+def summarize(intersections, unions, prefix=''):
+  """The paper's metrics of per-expression pixel counts: overall IoU (ΣI / ΣU),
+  mean IoU, prec@X and num_examples, each key with `prefix`."""
+  if not len(intersections):
+    raise ValueError('no examples were scored')
+  ious = np.asarray([iou(i, u) for i, u in zip(intersections, unions)])
+  out = {'overall_iou': sum(intersections) / max(sum(unions), 1), 'mean_iou': float(ious.mean())}
+  out.update({f'prec@{t}': float((ious >= t).mean()) for t in PREC_THRESHOLDS})
+  out['num_examples'] = len(ious)
+  return {prefix + k: v for k, v in out.items()}
 
 
 def markdown_table(rows, first='method'):

@@ -233,6 +233,10 @@ def train_and_evaluate(config, workdir):
       if save:
         mngr.save(step, args=checkpoints.checkpoint_items(state, config, vocab, train_iter),
                   force=True)
+      if (config.get('eval_every_steps') and step % config.eval_every_steps == 0
+          and step < config.num_train_steps and not preempted):
+        evaluate_and_log(state_lib.merge_model(graphdef, jax.device_get(state)), config, vocab,
+                         workdir, step, writer)
       if preempted:
         break
   mngr.wait_until_finished()
@@ -245,7 +249,13 @@ def train_and_evaluate(config, workdir):
     return None
 
   model = state_lib.merge_model(graphdef, jax.device_get(state))
-  metrics = evaluate.evaluate_model(model, config, vocab, workdir, step=int(state.step))
-  writer.write_scalars(int(state.step), {f'eval/{k}': v for k, v in metrics.items()})
+  metrics = evaluate_and_log(model, config, vocab, workdir, int(state.step), writer)
   writer.close()
+  return metrics
+
+
+def evaluate_and_log(model, config, vocab, workdir, step, writer):
+  """Evaluates `model` (WORKDIR/eval/) and writes the metrics and pictures to `writer`."""
+  metrics = evaluate.evaluate_model(model, config, vocab, workdir, step=step, writer=writer)
+  writer.write_scalars(step, writers.eval_scalars(metrics))
   return metrics

@@ -7,8 +7,24 @@ write_hparams, flush, close) so swapping in clu's writers is a one-line change
 where TensorFlow is installed; TensorBoard files are written by tensorboardX.
 """
 
+import re
+
 from absl import logging
 import numpy as np
+
+_ILLEGAL = re.compile(r'[^A-Za-z0-9_./-]')  # TensorBoard's tag characters.
+
+
+def legal_name(name):
+  """A TensorBoard tag for a metric name: 'prec@0.5' -> 'prec_at_0.5', other
+  characters outside [A-Za-z0-9_./-] -> '_'."""
+  return _ILLEGAL.sub('_', name.replace('@', '_at_'))
+
+
+def eval_scalars(metrics, folder='eval'):
+  """The numeric metrics of an evaluation as scalars 'folder/<name>' (step left out)."""
+  return {f'{folder}/{k}': v for k, v in metrics.items()
+          if k != 'step' and isinstance(v, (int, float))}
 
 
 class LoggingWriter:
@@ -43,11 +59,11 @@ class TensorBoardWriter:
 
   def write_scalars(self, step, scalars):
     for k, v in scalars.items():
-      self._writer.add_scalar(k, float(v), step)
+      self._writer.add_scalar(legal_name(k), float(v), step)
 
   def write_images(self, step, images):
     for k, v in images.items():
-      self._writer.add_image(k, np.asarray(v), step, dataformats='HWC')
+      self._writer.add_image(legal_name(k), np.asarray(v), step, dataformats='HWC')
 
   def write_hparams(self, hparams):
     self._writer.add_text('hparams', '\n'.join(f'{k}: {v}' for k, v in sorted(hparams.items())))
