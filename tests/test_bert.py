@@ -159,7 +159,8 @@ def test_missing_or_wrong_checkpoint_file(tmp_path):
   with pytest.raises(errors.ConfigError, match="Unknown weights format '.bin'"):
     encoder.load(str(tmp_path / 'model.bin'))
   (tmp_path / 'model.safetensors').write_bytes(b'not safetensors')
-  with pytest.raises(errors.ConfigError, match='model.safetensors is not readable'):
+  with pytest.raises(errors.InputError,
+                     match='model.safetensors: not a readable .safetensors weights file'):
     encoder.load(str(tmp_path / 'model.safetensors'))
 
 

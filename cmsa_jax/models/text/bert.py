@@ -236,13 +236,8 @@ def read_checkpoint(path: str) -> dict[str, np.ndarray]:
   `bert.` prefix, LayerNorm gamma/beta (bert-base-uncased's own file) as weight/bias."""
   if not path or not os.path.isfile(path):
     raise errors.NotFoundError(f'no BERT checkpoint at {path!r}. {CHECKPOINT_HELP}')
-  try:
-    state_dict = weights.load_state_dict(path, CHECKPOINT_HELP)
-  except (errors.UserError, ImportError):
-    raise
-  except Exception as e:  # pylint: disable=broad-except  # safetensors raises its own kinds.
-    raise errors.ConfigError(f'BERT checkpoint {path} is not readable '
-                             f'({type(e).__name__}: {e}).') from None
+  # A damaged file is an InputError naming it (weights.load_state_dict, fuzzed).
+  state_dict = weights.load_state_dict(path, CHECKPOINT_HELP)
   if any(k.startswith(PREFIX + 'embeddings.') for k in state_dict):
     state_dict = {k.removeprefix(PREFIX): v for k, v in state_dict.items()}
   out = {}
