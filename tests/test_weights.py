@@ -123,15 +123,21 @@ def test_deeplabv3_checkpoint_matches_resnet_checkpoint():
     np.testing.assert_array_equal(a[name], b[name])
 
 
+def _write(path, sd):
+  """Writes the state dict `sd` as .npz or .safetensors (by the suffix); returns the path."""
+  path = str(path)
+  if path.endswith('.npz'):
+    np.savez(path, **sd)
+  else:
+    from safetensors.numpy import save_file  # pylint: disable=g-import-not-at-top
+    save_file(sd, path)
+  return path
+
+
 @pytest.mark.parametrize('ext', ['npz', 'safetensors'])
 def test_state_dict_file_round_trip(tmp_path, ext):
   sd = helpers.torchvision_state_dict(BLOCKS, WIDTH)
-  path = str(tmp_path / f'resnet.{ext}')
-  if ext == 'npz':
-    np.savez(path, **sd)
-  else:
-    from safetensors.numpy import save_file
-    save_file(sd, path)
+  path = _write(tmp_path / f'resnet.{ext}', sd)
   loaded = weights.load_state_dict(path)
   assert loaded.keys() == sd.keys()
   for k in sd:
@@ -180,12 +186,7 @@ def test_save_and_load_backbone_round_trip(tmp_path):
 @pytest.mark.parametrize('ext', ['npz', 'safetensors'])
 def test_part_loads_a_torchvision_file_directly(tmp_path, ext):
   sd = helpers.torchvision_state_dict(BLOCKS, WIDTH)
-  path = str(tmp_path / f'resnet.{ext}')
-  if ext == 'npz':
-    np.savez(path, **sd)
-  else:
-    from safetensors.numpy import save_file
-    save_file(sd, path)
+  path = _write(tmp_path / f'resnet.{ext}', sd)
   direct, imported = tiny(), tiny()
   direct.load(path)
   resnet_part.import_torchvision(sd, imported)
