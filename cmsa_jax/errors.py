@@ -4,6 +4,7 @@ Each also subclasses the built-in error it refines, so callers that catch
 ValueError / FileNotFoundError keep working.
 """
 
+import contextlib
 import struct
 
 # What parsers of untrusted bytes (Pillow, numpy, csv, h5py, scipy.io, ...) raise on a
@@ -45,3 +46,15 @@ def one_line(value):
     return text
   return ''.join(c if c.isprintable() or c == ' ' else c.encode('unicode_escape').decode('ascii')
                  for c in text)
+
+
+@contextlib.contextmanager
+def reading_as_input(name, exceptions, what):
+  """Turns `exceptions` raised within (a parser failing on bad bytes) into an InputError
+  "NAME: WHAT (Type: message)" in one line; UserErrors pass unchanged."""
+  try:
+    yield
+  except UserError:
+    raise
+  except exceptions as e:
+    raise InputError(f'{one_line(name)}: {what} ({type(e).__name__}: {one_line(e)})') from None

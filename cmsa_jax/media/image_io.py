@@ -56,15 +56,10 @@ DECODE_ERRORS = errors.MALFORMED_INPUT + (Image.DecompressionBombError,)
 @contextlib.contextmanager
 def decoding(name):
   """Turns a DECODE_ERRORS raised within into an InputError naming `name` (one line)."""
-  try:
+  with errors.reading_as_input(name, DECODE_ERRORS, 'not a readable image'):
     with warnings.catch_warnings():
       warnings.simplefilter('ignore', Image.DecompressionBombWarning)  # Large, not malicious.
       yield
-  except errors.UserError:
-    raise
-  except DECODE_ERRORS as e:
-    raise errors.InputError(f'{errors.one_line(name)}: not a readable image '
-                            f'({type(e).__name__}: {errors.one_line(e)})') from None
 
 
 def read_file(path):

@@ -46,16 +46,12 @@ _READ_ERRORS = errors.MALFORMED_INPUT + (csv.Error, scipy.io.matlab.MatReadError
 @contextlib.contextmanager
 def _reading(path):
   """Turns what reading a damaged text or mask file raises into an InputError naming it."""
-  try:
-    yield
-  except errors.UserError:
-    raise
-  except UnicodeDecodeError as e:
-    raise errors.InputError(f'{errors.one_line(path)}: not UTF-8 text (byte {e.start}: '
-                            f'{e.object[e.start:e.start + 4]!r})') from None
-  except _READ_ERRORS as e:
-    raise errors.InputError(f'{errors.one_line(path)}: cannot be read ({type(e).__name__}: '
-                            f'{errors.one_line(e)})') from None
+  with errors.reading_as_input(path, _READ_ERRORS, 'cannot be read'):
+    try:
+      yield
+    except UnicodeDecodeError as e:
+      raise errors.InputError(f'{errors.one_line(path)}: not UTF-8 text (byte {e.start}: '
+                              f'{e.object[e.start:e.start + 4]!r})') from None
 
 
 def _csv_lines(path):
