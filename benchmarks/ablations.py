@@ -130,10 +130,12 @@ TABLES = {
                    'CFSA > no CFSA (Table 5, A2D Sentences)', {
                        'CFSA (the video demo)': VIDEO,
                        'no CFSA (the annotated frame alone)': dict(VIDEO, cfsa=False),
-                       "CFSA with the paper's tokens and values":
-                           dict(VIDEO, cfsa_tokens='visual', cfsa_values='linear'),
-                       'CFSA with V̂ = 0 at the start (W_o initialised at 0)':
-                           dict(VIDEO, cfsa_out_init='zeros'),
+                       "CFSA with the paper's tokens (v alone)":
+                           dict(VIDEO, cfsa_tokens='visual'),
+                       'CFSA with absolute position tokens (s_p in q, k and v)':
+                           dict(VIDEO, cfsa_tokens='position'),
+                       'CFSA with W_o Xavier-initialised (V̂ ≠ 0 at the start)':
+                           dict(VIDEO, cfsa_out_init='xavier'),
                        'CFSA with time-moment values': dict(VIDEO, cfsa_values='moments'),
                    }),
 }

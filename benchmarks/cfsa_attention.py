@@ -13,7 +13,7 @@ compares both at --size (default: paper scale, 11 frames x 40x40 = 17,600 tokens
 dense needs ~6.2 GiB there), then, with --paper_size > 0, runs the blocked one
 alone at that side and compiles, without running, the dense one there for its
 memory (for a machine where dense does not fit at --size). --tokens / --values
-choose the CFSA (default: the video model's).
+choose the CFSA (default: the video demo's, configs/demo_video.py).
 """
 
 import argparse
@@ -88,7 +88,7 @@ def main():
                       help='feature side, dense vs blocked (40: the paper\'s 320 px input)')
   parser.add_argument('--paper_size', type=int, default=0,
                       help='feature side, blocked alone (0: skip)')
-  parser.add_argument('--tokens', choices=cfsa.TOKENS, default='position')
+  parser.add_argument('--tokens', choices=cfsa.TOKENS, default='relative')
   parser.add_argument('--values', choices=cfsa.VALUES, default='linear')
   parser.add_argument('--visual_dim', type=int, default=2048)
   parser.add_argument('--attn_dim', type=int, default=512)

@@ -24,9 +24,9 @@ def get_config():
   config.model.cfsa = True
   config.model.cfsa_impl = 'blocked'
   config.model.frame_weight = 'temperature'  # Eq.11, normalised as Eq.4.
-  # Tokens [v, s_p, δ_t] with linear values: the paper's tokens (v alone, 'visual') read
-  # a shape's direction of motion at 0.31 against 0.86 (README "Video"; 'visual' is the
-  # paper's form).
-  config.model.cfsa_tokens = 'position'
+  # The paper's CFSA: tokens v alone, linear values. On the synthetic clips tokens that
+  # see position read motion better (README "Video"; configs/demo_video.py uses
+  # 'relative' tokens): a switch, unmeasured on A2D.
+  config.model.cfsa_tokens = 'visual'
   config.model.cfsa_values = 'linear'
   return config

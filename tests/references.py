@@ -196,11 +196,14 @@ def gmlf_logits(module, features, fusion, relu=False):
 
 def cfsa_features(module, visual, frame_mask, frame_weight, tokens='position', values='linear'):
   """Eq.9-11 in float64, written from the equations (see cmsa_jax/models/cfsa.py's
-  docstring: the token g_tp = [v_tp, s_p, δ_t] or v_tp; values W_v g + b or
+  docstring: the token g_tp = [v_tp, s_p, δ_t], v_tp, or [v_tp, δ_t] with the
+  locality term -λ ||x_p - x_p'||² in the logits and the value of key j for query
+  i built from [v_j, x_j - x_i, δ_j] ('relative'); values W_v g + b or
   W_v [g, δ g, δ² g] + b): one softmax row per query token, column sums of the
   attention over the valid queries, Eq.4's normalisations.
 
-  Returns [V_c + V̂ (B, h, w, C), α (B, T), frame-to-frame attention (B, T, T)].
+  Returns [V_c + V̂ (B, h, w, C), α (B, T), frame-to-frame attention (B, T, T),
+  the annotated frame's queries' attention rows r (B, hw, T hw)].
   """
   p = lambda layer: (np.asarray(layer.kernel[...], np.float64),
                      0.0 if layer.bias is None else np.asarray(layer.bias[...], np.float64))
@@ -208,24 +211,39 @@ def cfsa_features(module, visual, frame_mask, frame_weight, tokens='position', v
   centre, hw, tau = t // 2, h * w, max(t // 2, 1)
   valid = np.asarray(frame_mask, bool).copy()
   valid[:, centre] = True
-  outputs = [[], [], []]
+  moments = lambda g, delta: (np.concatenate([g, delta * g, delta ** 2 * g], -1)
+                              if values == 'moments' else g)
+  outputs = [[], [], [], []]
   for i in range(b):
-    g, owner = [], []
+    g, owner, xy = [], [], []
     for f in range(t):
       for y in range(h):
         for x in range(w):
-          where = [spatial_coords(h, w)[y, x], [(f - centre) / tau]] if tokens == 'position' else []
+          s_p = spatial_coords(h, w)[y, x]
+          where = {'position': [s_p, [(f - centre) / tau]], 'relative': [[(f - centre) / tau]],
+                   'visual': []}[tokens]
           g.append(np.concatenate([visual[i, f, y, x]] + where))
           owner.append(f)
-    g, owner = np.asarray(g), np.asarray(owner)
+          xy.append(s_p[4:6])  # The cell's centre.
+    g, owner, xy = np.asarray(g), np.asarray(owner), np.asarray(xy, np.float64)
     delta = ((owner - centre) / tau)[:, None]
     (wq, bq), (wk, bk), (wv, bv), (wo, bo) = map(
         p, (module.query, module.key, module.value, module.out))
-    moments = np.concatenate([g, delta * g, delta ** 2 * g], 1) if values == 'moments' else g
-    q, k, v = g @ wq + bq, g @ wk + bk, moments @ wv + bv
+    logits = (g @ wq + bq) @ (g @ wk + bk).T
+    if tokens == 'relative':
+      lam = np.exp(float(module.log_locality[...]))
+      logits = logits - lam * ((xy[:, None] - xy[None]) ** 2).sum(-1)
+      # value[i, j]: key j seen from query i.
+      g_hat = np.concatenate([
+          np.broadcast_to(visual[i].reshape(t * hw, c)[None], (t * hw, t * hw, c)),
+          xy[None] - xy[:, None], np.broadcast_to(delta[None], (t * hw, t * hw, 1))], -1)
+      v = moments(g_hat, np.broadcast_to(delta[None], (t * hw, t * hw, 1))) @ wv + bv
+    else:
+      v = moments(g, delta) @ wv + bv
     key_ok = valid[i][owner]
-    r = softmax(np.where(key_ok[None, :], q @ k.T, -np.inf))  # Eq.9, rows: queries.
-    v_hat = r @ v @ wo + bo  # Eq.10
+    r = softmax(np.where(key_ok[None, :], logits, -np.inf))  # Eq.9, rows: queries.
+    attended = np.einsum('ij,ijd->id', r, v) if v.ndim == 3 else r @ v
+    v_hat = attended @ wo + bo  # Eq.10
     pair = np.zeros((t, t))  # Attention frame s's queries put on frame u.
     for s in range(t):
       for u in range(t):
@@ -243,6 +261,7 @@ def cfsa_features(module, visual, frame_mask, frame_weight, tokens='position', v
     outputs[0].append((visual[i, centre].reshape(hw, c) + pooled).reshape(h, w, c))
     outputs[1].append(alpha)
     outputs[2].append(pair)
+    outputs[3].append(r[owner == centre])
   return [np.stack(o) for o in outputs]
 
 

@@ -20,7 +20,8 @@ def _visual(seed=0, t=T):
   return x / np.linalg.norm(x, axis=-1, keepdims=True)
 
 
-TOKENS_VALUES = [('position', 'linear'), ('visual', 'linear'), ('position', 'moments')]
+TOKENS_VALUES = [('position', 'linear'), ('visual', 'linear'), ('position', 'moments'),
+                 ('relative', 'linear'), ('relative', 'moments')]
 
 
 def _module(impl, frame_weight='temperature', tokens='position', values='linear'):
@@ -61,12 +62,15 @@ def test_both_impls_match_numpy_reference_and_each_other(frame_weight, mask):
 @pytest.mark.parametrize('tokens,values', TOKENS_VALUES[1:])
 @pytest.mark.parametrize('mask', [FULL, PADDED], ids=['full', 'padded'])
 def test_tokens_and_values_match_numpy_reference(tokens, values, mask):
-  """The paper's visual tokens and the time-moment values, dense and blocked."""
+  """The paper's visual tokens, the relative tokens and the time-moment values, dense
+  and blocked."""
   visual = _visual(2)
   got = {}
   for impl in cfsa.IMPLS:
     module = _module(impl, 'temperature', tokens, values)
     module.value.kernel[...] = module.value.kernel[...] * 3  # Values far from 0.
+    if tokens == 'relative':
+      module.log_locality[...] = np.log(2.5)  # Not the initial value.
     got[impl] = _run(module, visual, mask)
     want = references.cfsa_features(module, visual, mask, 'temperature', tokens, values)
     for g, x in zip(got[impl], want):
@@ -87,6 +91,46 @@ def test_moment_values_see_the_direction_of_time():
     outputs[values] = [_run(module, x, FULL)[0] for x in (visual, reverse)]
   np.testing.assert_allclose(*outputs['linear'], atol=1e-5)
   assert np.abs(outputs['moments'][0] - outputs['moments'][1]).max() > 1e-2
+
+
+@pytest.mark.parametrize('tokens', cfsa.TOKENS)
+def test_query_attention_is_the_annotated_frames_rows(tokens):
+  """query_attention = sum_p w_p r(t'p' | cp): with one-hot w, the reference's row."""
+  visual = _visual(5)
+  module = _module('blocked', 'temperature', tokens)
+  rows = references.cfsa_features(module, visual, PADDED, 'temperature', tokens)[3]
+  for p in (0, H * W - 1):
+    weights = np.zeros((B, H * W), np.float32)
+    weights[:, p] = 1
+    got = module.query_attention(jnp.asarray(visual, jnp.float32), PADDED,
+                                 jnp.asarray(weights.reshape(B, H, W)))
+    np.testing.assert_allclose(np.asarray(got).reshape(B, -1), rows[:, p], atol=1e-5)
+    assert np.all(np.asarray(got)[~PADDED] == 0)  # Padded frames are never keys.
+
+
+def test_relative_values_see_where_the_match_went():
+  """A shape of its own look moves one cell right (or left) per frame: with relative
+  tokens and moment values, V̂ at its annotated pixel tells the two apart, and a
+  shape's V̂ does not depend on where the same motion happens (values built from
+  x_p' - x_p, the locality term from the distance)."""
+  t, h, w = 3, 1, 7
+  look, ground = np.eye(C)[0], np.eye(C)[1]
+
+  def clip(start, step):
+    x = np.broadcast_to(ground, (1, t, h, w, C)).copy()
+    for f in range(t):
+      x[0, f, 0, start + step * (f - t // 2)] = look
+    return np.repeat(x, B, 0)
+
+  module = cfsa.CFSA(C, attn_dim=D, impl='dense', tokens='relative', values='moments',
+                     frame_weight='mean', rngs=nnx.Rngs(3))
+  match = jnp.zeros_like(module.query.kernel[...]).at[0, 0].set(5)  # q.k = 25 look on look.
+  module.query.kernel[...], module.key.kernel[...] = match, match
+  module.query.bias[...] = module.query.bias[...] * 0
+  v_hat = lambda x, col: _run(module, x, np.ones((B, t), bool))[0][0, 0, col] - x[0, t // 2, 0, col]
+  right, left = v_hat(clip(3, 1), 3), v_hat(clip(3, -1), 3)
+  assert np.abs(right - left).max() > 1e-2
+  np.testing.assert_allclose(v_hat(clip(2, 1), 2), right, atol=1e-2)
 
 
 def test_zero_out_init_starts_as_the_annotated_frame():

@@ -14,6 +14,8 @@ import tensorflow_datasets as tfds
 import helpers
 from cmsa_jax import errors
 from cmsa_jax.data import categories
+from cmsa_jax.media import clips as clips_lib
+from cmsa_jax.run import checkpoints
 from cmsa_jax.run import evaluate
 from cmsa_jax.run import launch
 from cmsa_jax.run import predict_video
@@ -119,6 +121,23 @@ def test_predict_on_a_video_shorter_than_the_clip(trained, tmp_path, source):
   with Image.open(out['overlay']) as gif:
     assert gif.n_frames == 4 and gif.size == (48, 32)
   assert os.path.getsize(out['frame_attention']) > 1000
+  assert os.path.getsize(out['object_attention']) > 1000
+
+
+def test_object_attention_is_a_share_of_the_objects_attention(trained, tmp_path):
+  """Per level the maps over the clip's valid frames sum to 1, padded frames get 0."""
+  _, workdir, _ = trained
+  model, saved, vocab, _ = checkpoints.restore_model(workdir)
+  frames = [np.full((32, 48, 3), 10 * i, np.uint8) for i in range(1, 5)]
+  clip = np.asarray(clips_lib.clip_frame_ids(1, saved.clip_radius, len(frames))) - 1
+  maps, resized = predict_video.object_attention(
+      model, vocab, frames, 'a dog running', clip, image_size=saved.image_size,
+      max_words=saved.max_words)
+  assert maps.shape[:2] == (len(model.levels), len(clip))
+  assert resized.shape == (len(clip), saved.image_size, saved.image_size, 3)
+  valid = clips_lib.clip_mask(clip)
+  np.testing.assert_allclose(maps.sum((2, 3))[:, valid].sum(1), 1, atol=1e-4)
+  assert not valid.all() and np.all(maps[:, ~valid] == 0)
 
 
 def test_predict_video_bad_input(trained, tmp_path):

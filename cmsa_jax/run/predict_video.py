@@ -1,13 +1,15 @@
 """Prediction on a video and an expression: a mask for every frame (each frame in
 turn the annotated one, its clip edge-padded at the ends of the video), an
-animated overlay and the frame attention of one frame (Eq.9-11: which frames of
-its clip it attended to, and the Eq.11 frame weights)."""
+animated overlay, the frame attention of one frame (Eq.9-11: which frames of
+its clip it attended to, and the Eq.11 frame weights) and where the referred
+object looked (CFSA.query_attention of the pixels of its predicted mask)."""
 
 import os
 
 from absl import logging
 from flax import nnx
 import jax
+import jax.numpy as jnp
 import matplotlib
 matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # pylint: disable=g-import-not-at-top
@@ -38,6 +40,60 @@ def load_frames(path):
 def _forward(model, frames, frame_mask, tokens, token_mask):
   out = model(frames, frame_mask, tokens, token_mask)
   return jax.nn.sigmoid(out['logits']), out['frame_weights'], out['frame_attention']
+
+
+@nnx.jit
+def _object_attention(model, frames, frame_mask, tokens, token_mask):
+  """(B, L, T, h, w): per level, CFSA.query_attention of the annotated frame's
+  pixels weighted by the predicted mask (pooled to the level's grid, summing to 1)."""
+  features = model.features(frames)
+  prob = jax.nn.sigmoid(model.head(features, frame_mask, tokens, token_mask,
+                                   frames.shape[2:4])['logits'])
+  maps = []
+  for level, layer in zip(model.levels, model.cfsa):
+    visual = model.normalize(features[level])
+    b, _, h, w, _ = visual.shape
+    weights = prob.reshape(b, h, prob.shape[1] // h, w, prob.shape[2] // w).mean((2, 4))
+    weights = weights / jnp.maximum(weights.sum((1, 2), keepdims=True), 1e-9)
+    maps.append(layer.query_attention(visual, frame_mask, weights))
+  return jnp.stack(maps, 1)
+
+
+def object_attention(model, vocab, frames, expression, clip, *, image_size, max_words):
+  """Where the object `expression` refers to looks in the clip `clip` (frame indices,
+  the annotated one in the middle): (L, T, h, w) shares of its pixels' attention,
+  and the clip's frames as the model sees them (T, S, S, 3)."""
+  tokens, token_mask = vocab.encode(expression, max_words, strict=True)
+  resized = np.stack([input_pipeline.resize_and_pad(frames[i], image_size)[0] for i in clip])
+  maps = _object_attention(model, resized[None], clips_lib.clip_mask(clip)[None],
+                           tokens[None], token_mask[None])
+  return np.asarray(maps[0]), resized
+
+
+@plt.rc_context(predict.PLAIN_TEXT)
+def plot_object_attention(file, resized, clip, maps, levels, frame, expression):
+  """Per level a row of the clip's frames (as the model sees them) under the share of
+  the referred object's attention on each pixel; a PNG written to `file`."""
+  t = len(clip)
+  fig, axes = plt.subplots(len(levels), t, figsize=(1.6 * t + 1, 1.8 * len(levels) + 0.6),
+                           squeeze=False)
+  top = maps.max()
+  for row, level in enumerate(levels):
+    for col, (ax, i) in enumerate(zip(axes[row], clip)):
+      size = resized.shape[1]
+      heat = np.kron(maps[row, col], np.ones((size // maps.shape[2], size // maps.shape[3])))
+      ax.imshow(resized[col])
+      ax.imshow(heat, cmap='magma', alpha=0.6, vmin=0, vmax=top)
+      ax.set_title(f'frame {i + 1}' + (' *' if i == frame else '') +
+                   f': {maps[row, col].sum():.2f}', fontsize=8)
+      ax.set_xticks([])
+      ax.set_yticks([])
+    axes[row, 0].set_ylabel(level.capitalize())
+  fig.suptitle(f'where the pixels of "{expression}" in frame {frame + 1} look '
+               '(share of their attention per frame)', fontsize=9)
+  fig.tight_layout()
+  fig.savefig(file, format='png', dpi=100)
+  plt.close(fig)
 
 
 def run_model(model, vocab, frames, expression, *, image_size, max_words, clip_radius):
@@ -120,8 +176,9 @@ def plot_frame_attention(file, frames, clip, weights, attention, levels, frame, 
 
 
 def predict_video(config, workdir, video_path, expression, output_dir, *, frame=None, step=None):
-  """Writes masks/<frame>.png (1-indexed, at the video's size), overlay.gif and
-  frame_attention.png (of `frame`, 1-indexed; default the middle frame)."""
+  """Writes masks/<frame>.png (1-indexed, at the video's size), overlay.gif,
+  frame_attention.png and object_attention.png (of `frame`, 1-indexed; default the
+  middle frame)."""
   del config  # Everything comes from the checkpoint.
   frames = load_frames(video_path)
   if frame is not None and not 1 <= frame <= len(frames):
@@ -137,11 +194,16 @@ def predict_video(config, workdir, video_path, expression, output_dir, *, frame=
         os.path.join(output_dir, 'masks', f'{i + 1:05d}.png'))
   paths = {'masks': os.path.join(output_dir, 'masks'),
            'overlay': os.path.join(output_dir, 'overlay.gif'),
-           'frame_attention': os.path.join(output_dir, 'frame_attention.png')}
+           'frame_attention': os.path.join(output_dir, 'frame_attention.png'),
+           'object_attention': os.path.join(output_dir, 'object_attention.png')}
   save_gif(paths['overlay'], frames, masks)
   c = len(frames) // 2 if frame is None else frame - 1
   plot_frame_attention(paths['frame_attention'], frames, clips[c], weights[c], attention[c],
                        model.levels, c, expression)
+  maps, resized = object_attention(model, vocab, frames, expression, clips[c],
+                                   image_size=saved.image_size, max_words=saved.max_words)
+  plot_object_attention(paths['object_attention'], resized, clips[c], maps, model.levels, c,
+                        expression)
   logging.info('%d frames; masks cover %.1f%% on average; wrote %s', len(frames),
                100 * masks.mean(), ', '.join(paths.values()))
   return paths
