@@ -5,8 +5,9 @@
 Runtime: 12 min 44 s on an idle 2-core CPU (3000 steps at 4.1 steps/s, then 609 held-out
 expressions scored with and without DenseCRF; max RSS 1.7 GB). Result (seed 0): held-out
 overall IoU 71.2 (DenseCRF 88.8), motion expressions 69.0 (all-objects baseline 41.9),
-appearance 75.1; SEEDS_LINE `--config.model.cfsa=False` is the same model without
-cross-frame self-attention (the image model on the annotated frame: motion 28.1).
+appearance 75.1; seeds 1 and 2: overall 70.9 and 68.6, motion 69.8 and 64.9 (README,
+"Video demo"). `--config.model.cfsa=False` is the same model without cross-frame
+self-attention (the image model on the annotated frame: motion 24.8-28.1 over 3 seeds).
 
 No download and no set-up step: the clips are generated on the fly
 (deterministically from config.synthetic.seed, cmsa_jax/data/synthetic_video.py)
