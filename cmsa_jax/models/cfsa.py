@@ -84,19 +84,27 @@ class CFSAOutput(NamedTuple):
   frame_attention: jax.Array
 
 
+def attention_rows(q, k, frame_mask, bias=None):
+  """r of Eq.9 for the queries q (B, T_q, hw, d) over every valid key of k (B, T, hw, d):
+  (B, T_q, hw, T, hw) float32; bias: None or (hw, hw) added to every frame pair's logits."""
+  (b, tq, hw, d), t = q.shape, k.shape[1]
+  logits = jnp.einsum('bid,bjd->bij', q.reshape(b, tq * hw, d),
+                      k.reshape(b, t * hw, d)).astype(jnp.float32)  # Eq.9
+  if bias is not None:
+    logits = (logits.reshape(b, tq, hw, t, hw) + bias[:, None]).reshape(logits.shape)
+  attn = cmsa.masked_softmax(logits, jnp.repeat(frame_mask, hw, axis=1)[:, None, :])
+  return attn.reshape(b, tq, hw, t, hw)
+
+
 def dense_attention(q, k, v, frame_mask, bias=None):
   """Eq.9-10 with the full (T hw)^2 matrix. q, k: (B, T, hw, d); v: (B, T, hw, d_v);
-  bias: None or (hw, hw) added to the logits of every pair of frames.
+  bias as `attention_rows`.
 
   Returns (sum r v (B, T, hw, d_v), frame-to-frame attention (B, T, T))."""
-  b, t, hw, d = q.shape
-  flat = lambda x: x.reshape(b, t * hw, x.shape[-1])
-  logits = jnp.einsum('bid,bjd->bij', flat(q), flat(k)).astype(jnp.float32)  # Eq.9
-  if bias is not None:
-    logits = (logits.reshape(b, t, hw, t, hw) + bias[:, None]).reshape(logits.shape)
-  attn = cmsa.masked_softmax(logits, jnp.repeat(frame_mask, hw, axis=1)[:, None, :])
-  out = jnp.einsum('bij,bjd->bid', attn.astype(v.dtype), flat(v)).reshape(v.shape)
-  blocks = attn.reshape(b, t, hw, t, hw)
+  b, t, hw, _ = q.shape
+  blocks = attention_rows(q, k, frame_mask, bias)
+  out = jnp.einsum('bij,bjd->bid', blocks.reshape(b, t * hw, t * hw).astype(v.dtype),
+                   v.reshape(b, t * hw, v.shape[-1])).reshape(v.shape)  # Eq.10's sum.
   return out, jnp.einsum('bspuq->bsu', blocks) / hw
 
 
@@ -202,12 +210,8 @@ class CFSA(nnx.Module):
     visual and frame_mask as __call__."""
     b, t, h, w, _ = visual.shape
     q, k, _, bias, frame_mask = self._attention_inputs(visual, frame_mask)
-    logits = jnp.einsum('bpd,btqd->bptq', q[:, t // 2], k).astype(jnp.float32)  # Eq.9
-    if bias is not None:
-      logits = logits + bias[:, None]
-    r = cmsa.masked_softmax(logits.reshape(b, h * w, t * h * w),
-                            jnp.repeat(frame_mask, h * w, axis=1)[:, None, :])
-    return jnp.einsum('bp,bpk->bk', query_weights.reshape(b, h * w), r).reshape(b, t, h, w)
+    rows = attention_rows(q[:, t // 2:t // 2 + 1], k, frame_mask, bias)[:, 0]
+    return jnp.einsum('bp,bptq->btq', query_weights.reshape(b, h * w), rows).reshape(b, t, h, w)
 
   def _attention_inputs(self, visual, frame_mask):
     """q, k (B, T, hw, attn_dim), v (B, T, hw, attn_dim + moment sums), the logits'
