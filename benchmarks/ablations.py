@@ -99,15 +99,15 @@ VIDEO = {'config': 'demo_video'}
 TABLES = {
     '1': Table('Table 1: word pooling (Eq.4-5)',
                'word attention > average pooling > max pooling', {
-                   'word attention': {},
+                   'word attention (the full model)': {},
                    'average pooling (the official code)': {'pooling': 'avg'},
                    'max pooling': {'pooling': 'max'},
                }, extra={"word attention, Eq.4 fractions ('mean')": {'word_weight': 'mean'}}),
     '2a': Table('Table 2: attention (Eq.2-3)',
                 'cross-modal self-attention > word-pixel pair, pixel, word attention > none', {
                     'no attention (average pooling)': {'attention': 'none', 'pooling': 'avg'},
-                    'word attention': {'attention': 'word'},
-                    'pixel attention': {'attention': 'pixel'},
+                    'word attention only': {'attention': 'word'},
+                    'pixel attention only': {'attention': 'pixel'},
                     'word-pixel pair attention': {'attention': 'word_pixel'},
                     'cross-modal self-attention': {},
                 }),
@@ -123,9 +123,9 @@ TABLES = {
                           'paper model: word embedding (embed)': {},
                           'bidirectional LSTM (bilstm)': {'text_encoder': 'bilstm'},
                           'transformer encoder (transformer)': {'text_encoder': 'transformer'},
-                          'embed + word-pixel pair attention': {'attention': 'word_pixel'},
                           'best model (configs/demo_best.py)': {'config': 'demo_best'},
-                      }, reference='paper model: word embedding (embed)'),
+                      }, extra={'embed + word-pixel pair attention': {'attention': 'word_pixel'}},
+                      reference='paper model: word embedding (embed)'),
     'video': Table('Video: cross-frame self-attention (Eq.9-11)',
                    'CFSA > no CFSA (Table 5, A2D Sentences)', {
                        'CFSA (the video demo)': VIDEO,
@@ -179,8 +179,9 @@ _VARIANTS = flags.DEFINE_list('variants', None,
 _EXTRA_ROWS_JSON = flags.DEFINE_string(
     'extra_rows_json', None, 'JSON {row name: overrides} added to the encoders table.')
 _EXTRA_ROWS = flags.DEFINE_bool(
-    'extra_rows', False, "Also Table 1's extra row: Eq.4 on the received fractions without "
-    "the learned temperature (word_weight='mean').")
+    'extra_rows', False, "Also the tables' extra rows: Table 1's Eq.4 on the received fractions "
+    "without the learned temperature (word_weight='mean'); the encoders table's paper model "
+    'with the word-pixel pair attention (what the attention alone adds to the best model).')
 _RESAMPLES = flags.DEFINE_integer('resamples', 2000, 'Bootstrap resamples of each interval.')
 
 

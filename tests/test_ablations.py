@@ -9,7 +9,7 @@ from tests import helpers
 
 pytestmark = pytest.mark.slow
 
-VARIANTS = 'word attention,max pooling'
+VARIANTS = 'word attention (the full model),max pooling'
 
 
 def _run(out):
@@ -38,7 +38,7 @@ def test_ablations_write_table_and_json_and_resume(tmp_path):
   scores, deltas = table.split('Δ vs the reference row')
   rows = {line.split('|')[1].strip(): line for line in scores.splitlines()
           if line.startswith('| ') and not line.startswith('| variant')}
-  assert {'word attention', 'max pooling', 'baseline: all objects'} <= set(rows)
+  assert {'word attention (the full model)', 'max pooling', 'baseline: all objects'} <= set(rows)
   cells = rows['max pooling'].split('|')[2:-1]
   overall = runs[1]['metrics']['overall_iou'] * 100
   assert cells[5].strip() == f'{overall:.2f} ({overall:.2f}–{overall:.2f})'
@@ -67,7 +67,7 @@ def test_ablations_write_table_and_json_and_resume(tmp_path):
   assert delta_rows['max pooling'][1].strip() == (
       'better' if low > 0 else 'worse' if high < 0 else 'no')
   summary = (out / 'summary.md').read_text()
-  assert '**word attention** (reference)' in summary and '| 1 | max pooling |' in summary
+  assert '**word attention (the full model)** (reference)' in summary and '| 1 | max pooling |' in summary
 
   again = _run(out)  # Resumable: finished runs are read back, not retrained.
   assert again.returncode == 0, again.stderr[-3000:]
