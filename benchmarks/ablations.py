@@ -356,7 +356,7 @@ def summary_markdown(rows, results, samples, *, num_resamples):
   for table, name, overrides in rows:
     key = run_key(overrides)
     if key in seen:
-      seen[key][0].add(table[0])
+      seen[key][0].add(table.rstrip('ab'))  # '2a', '2b' -> '2'; 'encoders', 'video'.
       continue
     runs, reference = results[key], run_key(TABLES[table].reference_overrides())
     if key != reference and reference in samples:
@@ -368,7 +368,7 @@ def summary_markdown(rows, results, samples, *, num_resamples):
       name, cells = f'**{name}** (reference)', ['—', '', '']
     family_cells = [f'{100 * np.mean([r.get(f"family_{f}_overall_iou", np.nan) for r in runs]):.1f}'
                     for f in families]
-    seen[key] = ({table[0]}, name, [summarize([r['overall_iou'] for r in runs])] + cells +
+    seen[key] = ({table.rstrip('ab')}, name, [summarize([r['overall_iou'] for r in runs])] + cells +
                  family_cells)
   for tables, name, cells in seen.values():
     lines.append(f'| {", ".join(sorted(tables))} | {name} | ' + ' | '.join(cells) + ' |')
