@@ -355,8 +355,9 @@ def summary_markdown(rows, results, samples, *, num_resamples):
   seen = {}
   for table, name, overrides in rows:
     key = run_key(overrides)
+    label = re.sub(r'(?<=\d)[ab]$', '', table)  # Tables '2a', '2b' are the paper's Table 2.
     if key in seen:
-      seen[key][0].add(table.rstrip('ab'))  # '2a', '2b' -> '2'; 'encoders', 'video'.
+      seen[key][0].add(label)
       continue
     runs, reference = results[key], run_key(TABLES[table].reference_overrides())
     if key != reference and reference in samples:
@@ -368,7 +369,7 @@ def summary_markdown(rows, results, samples, *, num_resamples):
       name, cells = f'**{name}** (reference)', ['—', '', '']
     family_cells = [f'{100 * np.mean([r.get(f"family_{f}_overall_iou", np.nan) for r in runs]):.1f}'
                     for f in families]
-    seen[key] = ({table.rstrip('ab')}, name, [summarize([r['overall_iou'] for r in runs])] + cells +
+    seen[key] = ({label}, name, [summarize([r['overall_iou'] for r in runs])] + cells +
                  family_cells)
   for tables, name, cells in seen.values():
     lines.append(f'| {", ".join(sorted(tables))} | {name} | ' + ' | '.join(cells) + ' |')

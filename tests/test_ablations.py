@@ -67,7 +67,8 @@ def test_ablations_write_table_and_json_and_resume(tmp_path):
   assert delta_rows['max pooling'][1].strip() == (
       'better' if low > 0 else 'worse' if high < 0 else 'no')
   summary = (out / 'summary.md').read_text()
-  assert '**word attention (the full model)** (reference)' in summary and '| 1 | max pooling |' in summary
+  assert '**word attention (the full model)** (reference)' in summary
+  assert '| 1 | max pooling |' in summary
 
   again = _run(out)  # Resumable: finished runs are read back, not retrained.
   assert again.returncode == 0, again.stderr[-3000:]
